@@ -1,0 +1,293 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+)
+
+// Command methods a bidirectional client may send.
+const (
+	MethodConnect       = "connect"
+	MethodSubscribe     = "subscribe"
+	MethodUnsubscribe   = "unsubscribe"
+	MethodPublish       = "publish"
+	MethodHistory       = "history"
+	MethodPresence      = "presence"
+	MethodPresenceStats = "presence_stats"
+	MethodPing          = "ping"
+	// MethodPong answers a server ping push; it carries no id and gets no reply.
+	MethodPong = "pong"
+)
+
+// Push types the server sends without a command id.
+const (
+	PushPublication = "publication"
+	PushJoin        = "join"
+	PushLeave       = "leave"
+	PushUnsubscribe = "unsubscribe"
+	PushDisconnect  = "disconnect"
+	PushPing        = "ping"
+)
+
+// MaxCommandsPerFrame bounds how many newline-separated commands one inbound
+// frame may carry, so a single frame cannot queue unbounded work.
+const MaxCommandsPerFrame = 128
+
+// Command is one client request. Commands with a non-zero ID get exactly one
+// Reply with the same ID.
+type Command struct {
+	ID     uint32          `json:"id,omitempty"`
+	Method string          `json:"method"`
+	Params json.RawMessage `json:"params,omitempty"`
+}
+
+// Reply answers the command with the same ID: either Result or Error is set.
+type Reply struct {
+	ID     uint32 `json:"id"`
+	Result any    `json:"result,omitempty"`
+	Error  *Error `json:"error,omitempty"`
+}
+
+// ConnectRequest opens a session. Token is unused until JWT authentication
+// lands; anonymous sessions send none.
+type ConnectRequest struct {
+	Token string `json:"token,omitempty"`
+	Name  string `json:"name,omitempty"`
+}
+
+// ConnectResult tells the client its id and the heartbeat contract: the server
+// sends a ping push every Ping seconds and expects a pong within Pong seconds.
+type ConnectResult struct {
+	Client  string `json:"client"`
+	Version string `json:"version"`
+	Ping    int    `json:"ping"`
+	Pong    int    `json:"pong"`
+}
+
+// SubscribeRequest subscribes to a channel. With Recover set, the server
+// resumes from (Epoch, Offset): the last publication the client saw.
+type SubscribeRequest struct {
+	Channel string `json:"channel"`
+	Recover bool   `json:"recover,omitempty"`
+	Epoch   string `json:"epoch,omitempty"`
+	Offset  uint64 `json:"offset,omitempty"`
+}
+
+// SubscribeResult reports the channel's current position. When the client
+// asked to recover, Recovered says whether Publications hold every missed
+// publication (true) or continuity is broken and the client should reload its
+// state (false). Live publications follow the reply with no gap.
+type SubscribeResult struct {
+	Epoch         string        `json:"epoch"`
+	Offset        uint64        `json:"offset"`
+	Recoverable   bool          `json:"recoverable"`
+	WasRecovering bool          `json:"was_recovering,omitempty"`
+	Recovered     bool          `json:"recovered,omitempty"`
+	Publications  []Publication `json:"publications,omitempty"`
+}
+
+// UnsubscribeRequest ends a subscription.
+type UnsubscribeRequest struct {
+	Channel string `json:"channel"`
+}
+
+// PublishRequest publishes Data to Channel. Ephemeral publications are
+// delivered live and not stored. A repeated IdempotencyKey within the
+// server's idempotency window returns the first result instead of storing twice.
+type PublishRequest struct {
+	Channel        string            `json:"channel"`
+	Data           json.RawMessage   `json:"data"`
+	Ephemeral      bool              `json:"ephemeral,omitempty"`
+	IdempotencyKey string            `json:"idempotency_key,omitempty"`
+	Tags           map[string]string `json:"tags,omitempty"`
+}
+
+// PublishResult is the acknowledgement of a stored publication: it is in
+// history at Offset in Epoch. Both are zero for an ephemeral publication.
+type PublishResult struct {
+	Offset uint64 `json:"offset"`
+	Epoch  string `json:"epoch"`
+}
+
+// HistoryRequest reads a channel's history. Without Since it reads from the
+// oldest retained publication (or the newest, with Reverse).
+type HistoryRequest struct {
+	Channel string          `json:"channel"`
+	Since   *StreamPosition `json:"since,omitempty"`
+	Limit   int             `json:"limit,omitempty"`
+	Reverse bool            `json:"reverse,omitempty"`
+}
+
+// HistoryResult holds publications and the channel's current position.
+type HistoryResult struct {
+	Publications []Publication `json:"publications"`
+	Epoch        string        `json:"epoch"`
+	Offset       uint64        `json:"offset"`
+}
+
+// PresenceRequest asks who is subscribed to a channel.
+type PresenceRequest struct {
+	Channel string `json:"channel"`
+}
+
+// PresenceResult maps client id to client info.
+type PresenceResult struct {
+	Clients map[string]ClientInfo `json:"clients"`
+}
+
+// PresenceStatsResult counts a channel's clients and distinct users.
+type PresenceStatsResult struct {
+	NumClients int `json:"num_clients"`
+	NumUsers   int `json:"num_users"`
+}
+
+// DecodeCommands splits an inbound frame into commands. A frame holds one
+// JSON command per line; empty lines are ignored.
+func DecodeCommands(frame []byte) ([]Command, error) {
+	var cmds []Command
+	for len(frame) > 0 {
+		line := frame
+		if i := bytes.IndexByte(frame, '\n'); i >= 0 {
+			line, frame = frame[:i], frame[i+1:]
+		} else {
+			frame = nil
+		}
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		if len(cmds) == MaxCommandsPerFrame {
+			return nil, ErrBadRequest.With("more than %d commands in one frame", MaxCommandsPerFrame)
+		}
+		var c Command
+		if err := json.Unmarshal(line, &c); err != nil {
+			return nil, ErrBadRequest.With("malformed command: %v", err)
+		}
+		if c.Method == "" {
+			return nil, ErrBadRequest.With("command without method")
+		}
+		cmds = append(cmds, c)
+	}
+	if len(cmds) == 0 {
+		return nil, ErrBadRequest.With("empty frame")
+	}
+	return cmds, nil
+}
+
+// DecodeParams unmarshals a command's params into v, reporting a bad request
+// with the reason when they do not fit.
+func DecodeParams(c *Command, v any) error {
+	if len(c.Params) == 0 {
+		return ErrBadRequest.With("%s: params required", c.Method)
+	}
+	if err := json.Unmarshal(c.Params, v); err != nil {
+		return ErrBadRequest.With("%s: %v", c.Method, err)
+	}
+	return nil
+}
+
+// NormalizeData validates publication data as JSON and returns it compacted.
+// Compacting once at acceptance guarantees data holds no raw newline, so it can
+// be embedded unchanged in newline-delimited frames and SSE data lines.
+func NormalizeData(data []byte) (json.RawMessage, error) {
+	if len(data) == 0 {
+		return nil, ErrBadRequest.With("data required")
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(data))
+	if err := json.Compact(&buf, data); err != nil {
+		return nil, ErrBadRequest.With("data is not valid JSON: %v", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// EncodeReply encodes a reply frame.
+func EncodeReply(r *Reply) []byte {
+	b, err := json.Marshal(r)
+	if err != nil {
+		b, _ = json.Marshal(&Reply{ID: r.ID, Error: ErrInternal.With("encode reply: %v", err)})
+	}
+	return b
+}
+
+// AppendPublication appends the publication push frame for pub to dst. The
+// same bytes serve every subscriber of the channel on every transport: they
+// are the WebSocket push and the SSE data line. It is hand-written because
+// the fan-out path encodes one frame per publication per node.
+func AppendPublication(dst []byte, pub *Publication) []byte {
+	dst = append(dst, `{"type":"publication","channel":"`...)
+	dst = append(dst, pub.Channel...) // ValidChannel names need no escaping.
+	dst = append(dst, `","offset":`...)
+	dst = appendUint(dst, pub.Offset)
+	dst = append(dst, `,"data":`...)
+	dst = append(dst, pub.Data...)
+	if pub.Info != nil {
+		dst = append(dst, `,"info":`...)
+		dst = appendJSON(dst, pub.Info)
+	}
+	if len(pub.Tags) > 0 {
+		dst = append(dst, `,"tags":`...)
+		dst = appendJSON(dst, pub.Tags)
+	}
+	dst = append(dst, `,"time":`...)
+	dst = appendUint(dst, uint64(pub.Time))
+	return append(dst, '}')
+}
+
+// JoinLeavePush is the frame of a join or leave event.
+type JoinLeavePush struct {
+	Type    string     `json:"type"`
+	Channel string     `json:"channel"`
+	Info    ClientInfo `json:"info"`
+}
+
+// UnsubscribePush tells a client that the server ended one subscription.
+type UnsubscribePush struct {
+	Type    string `json:"type"`
+	Channel string `json:"channel"`
+	Code    uint32 `json:"code"`
+	Reason  string `json:"reason"`
+}
+
+// DisconnectPush is sent before the server closes a connection on transports
+// without close frames of their own.
+type DisconnectPush struct {
+	Type string `json:"type"`
+	Disconnect
+}
+
+// PingFrame is the server's heartbeat push; clients answer with a pong command.
+var PingFrame = []byte(`{"type":"ping"}`)
+
+// EncodePush encodes any push struct. Pushes other than publications are rare
+// enough that reflection-based encoding costs nothing that matters.
+func EncodePush(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("protocol: push %T does not encode: %v", v, err))
+	}
+	return b
+}
+
+func appendUint(dst []byte, v uint64) []byte {
+	var tmp [20]byte
+	i := len(tmp)
+	for {
+		i--
+		tmp[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			break
+		}
+	}
+	return append(dst, tmp[i:]...)
+}
+
+func appendJSON(dst []byte, v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return append(dst, "null"...)
+	}
+	return append(dst, b...)
+}
