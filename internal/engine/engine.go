@@ -18,8 +18,10 @@ var ErrClosed = errors.New("engine closed")
 
 // Handler receives what an engine delivers to this node. Calls for one
 // channel are made one at a time, publications in increasing offset order;
-// calls for different channels may run concurrently. Implementations must
-// not block: the engine's delivery path waits for them.
+// calls for different channels may run concurrently. A publication is in
+// history before it is delivered, so a node that subscribes and then reads
+// history misses nothing. Implementations must not block: the engine's
+// delivery path waits for them.
 type Handler interface {
 	// HandlePublication delivers a publication on a channel this node is
 	// subscribed to. epoch is the channel's epoch at the time it was stored

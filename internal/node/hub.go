@@ -1,0 +1,183 @@
+package node
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+
+	"github.com/heraldrt/herald/internal/protocol"
+)
+
+// subscriber receives a channel's deliveries from the hub. Both methods run
+// on the engine's delivery path and must not block.
+type subscriber interface {
+	// deliverPublication gets the publication, its channel epoch and the push
+	// frame encoded once for all subscribers.
+	deliverPublication(pub *protocol.Publication, epoch string, frame []byte)
+	// deliverFrame gets any other push (join, leave) for the channel.
+	deliverFrame(push string, frame []byte)
+}
+
+const hubShards = 64
+
+// hub maps channels to this node's subscribers. It is sharded by channel so
+// fan-out on one channel never waits for subscribe traffic on another, and it
+// keeps one engine subscription per channel with local subscribers.
+//
+// Lock order: subLocks[i] before shards[j].mu. subLocks serialize the
+// transitions between "no local subscriber" and "some" for a channel,
+// including the engine call, without holding a shard lock over network I/O.
+type hub struct {
+	seed     maphash.Seed
+	shards   [hubShards]hubShard
+	subLocks [hubShards]sync.Mutex
+	engine   channelSubscriber
+}
+
+// channelSubscriber is the part of the engine the hub drives.
+type channelSubscriber interface {
+	Subscribe(ctx context.Context, channel string) error
+	Unsubscribe(ctx context.Context, channel string) error
+}
+
+type hubShard struct {
+	mu       sync.RWMutex
+	channels map[string]*channelSubscribers
+}
+
+// channelSubscribers keeps a slice for fast fan-out and an index for O(1)
+// removal.
+type channelSubscribers struct {
+	list  []subscriber
+	index map[subscriber]int
+}
+
+func newHub(e channelSubscriber) *hub {
+	h := &hub{seed: maphash.MakeSeed(), engine: e}
+	for i := range h.shards {
+		h.shards[i].channels = make(map[string]*channelSubscribers)
+	}
+	return h
+}
+
+func (h *hub) shardIndex(channel string) int {
+	return int(maphash.String(h.seed, channel) % hubShards)
+}
+
+// add registers s for channel, subscribing the node to the engine when s is
+// the first local subscriber. When add returns nil, s receives every
+// publication the engine delivers from then on.
+func (h *hub) add(ctx context.Context, channel string, s subscriber) error {
+	i := h.shardIndex(channel)
+	h.subLocks[i].Lock()
+	defer h.subLocks[i].Unlock()
+	sh := &h.shards[i]
+	sh.mu.Lock()
+	cs, ok := sh.channels[channel]
+	if !ok {
+		cs = &channelSubscribers{index: make(map[subscriber]int)}
+		sh.channels[channel] = cs
+	}
+	if _, dup := cs.index[s]; !dup {
+		cs.index[s] = len(cs.list)
+		cs.list = append(cs.list, s)
+	}
+	sh.mu.Unlock()
+	if ok {
+		return nil
+	}
+	if err := h.engine.Subscribe(ctx, channel); err != nil {
+		sh.mu.Lock()
+		delete(sh.channels, channel)
+		sh.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// remove unregisters s from channel and unsubscribes the node from the engine
+// when no local subscriber is left. It reports the engine's error, if any;
+// s is removed either way.
+func (h *hub) remove(ctx context.Context, channel string, s subscriber) error {
+	i := h.shardIndex(channel)
+	h.subLocks[i].Lock()
+	defer h.subLocks[i].Unlock()
+	sh := &h.shards[i]
+	sh.mu.Lock()
+	cs, ok := sh.channels[channel]
+	if !ok {
+		sh.mu.Unlock()
+		return nil
+	}
+	at, ok := cs.index[s]
+	if !ok {
+		sh.mu.Unlock()
+		return nil
+	}
+	last := len(cs.list) - 1
+	cs.list[at] = cs.list[last]
+	cs.index[cs.list[at]] = at
+	cs.list[last] = nil
+	cs.list = cs.list[:last]
+	delete(cs.index, s)
+	empty := len(cs.list) == 0
+	if empty {
+		delete(sh.channels, channel)
+	}
+	sh.mu.Unlock()
+	if empty {
+		return h.engine.Unsubscribe(ctx, channel)
+	}
+	return nil
+}
+
+// publish fans pub out to the channel's local subscribers. The frame is
+// encoded once here, and only if someone listens.
+func (h *hub) publish(pub *protocol.Publication, epoch string) {
+	sh := &h.shards[h.shardIndex(pub.Channel)]
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	cs := sh.channels[pub.Channel]
+	if cs == nil {
+		return
+	}
+	frame := protocol.AppendPublication(make([]byte, 0, 96+len(pub.Data)), pub)
+	for _, s := range cs.list {
+		s.deliverPublication(pub, epoch, frame)
+	}
+}
+
+// broadcastFrame sends a non-publication push to the channel's subscribers,
+// encoding it only if someone listens.
+func (h *hub) broadcastFrame(channel, push string, encode func() []byte) {
+	sh := &h.shards[h.shardIndex(channel)]
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	cs := sh.channels[channel]
+	if cs == nil {
+		return
+	}
+	frame := encode()
+	for _, s := range cs.list {
+		s.deliverFrame(push, frame)
+	}
+}
+
+// channelCounts calls fn for every channel with local subscribers.
+func (h *hub) channelCounts(fn func(channel string, subscribers int)) {
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		for ch, cs := range sh.channels {
+			fn(ch, len(cs.list))
+		}
+		sh.mu.RUnlock()
+	}
+}
+
+// numChannels counts channels with local subscribers.
+func (h *hub) numChannels() int {
+	n := 0
+	h.channelCounts(func(string, int) { n++ })
+	return n
+}

@@ -1,0 +1,465 @@
+// Package node is Herald's core: channels and their namespaces, the hub that
+// fans publications out to local subscribers, the client session state
+// machine shared by every transport, subscribe-with-recovery and stateless
+// polling. It talks to storage and other nodes only through engine.Engine.
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldrt/herald/internal/engine"
+	"github.com/heraldrt/herald/internal/protocol"
+)
+
+// Config configures a Node. Zero durations and sizes take the defaults
+// documented on each field.
+type Config struct {
+	Engine engine.Engine
+	// Namespaces lists channel options; the one named "" holds channels
+	// without a namespace.
+	Namespaces []NamespaceOptions
+	// Dev opens namespaces that Namespaces does not list to anyone, with
+	// history and presence (see DevNamespace).
+	Dev     bool
+	Name    string
+	Version string
+	Logger  *slog.Logger
+
+	// PingInterval is how often a bidirectional session is pinged (25s);
+	// PongTimeout how long its pong may take (10s). A dead connection is thus
+	// closed within PingInterval+PongTimeout.
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+	// ConnectTimeout bounds the time from opening a bidirectional session to
+	// its connect command (10s).
+	ConnectTimeout time.Duration
+	// MaxQueueBytes bounds a session's outbound queue (1 MiB); a session that
+	// exceeds it is disconnected as a slow consumer.
+	MaxQueueBytes int
+	// MaxChannelsPerSession bounds subscriptions per session and channels per
+	// SSE stream or poll (128).
+	MaxChannelsPerSession int
+	// MaxPublicationSize bounds a publication's data in bytes (64 KiB).
+	MaxPublicationSize int
+	// MaxRecoveredPublications bounds how many missed publications one
+	// subscribe may recover (10,000); beyond it the client is told
+	// recovered=false.
+	MaxRecoveredPublications int
+	// MaxHistoryLimit caps publications per history request and per poll
+	// response channel (1,000).
+	MaxHistoryLimit int
+	// IdempotencyTTL is how long an idempotency key is remembered (5m).
+	IdempotencyTTL time.Duration
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	defInt := func(i *int, v int) {
+		if *i <= 0 {
+			*i = v
+		}
+	}
+	def(&c.PingInterval, 25*time.Second)
+	def(&c.PongTimeout, 10*time.Second)
+	def(&c.ConnectTimeout, 10*time.Second)
+	def(&c.IdempotencyTTL, 5*time.Minute)
+	defInt(&c.MaxQueueBytes, 1<<20)
+	defInt(&c.MaxChannelsPerSession, 128)
+	defInt(&c.MaxPublicationSize, 64<<10)
+	defInt(&c.MaxRecoveredPublications, 10000)
+	defInt(&c.MaxHistoryLimit, 1000)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+}
+
+// Credentials identify who a client is. An empty UserID is anonymous.
+type Credentials struct {
+	UserID string
+	Info   json.RawMessage
+}
+
+// Node is one Herald server's core. Create it with New, call Start, and stop
+// it with Shutdown.
+type Node struct {
+	cfg       Config
+	engine    engine.Engine
+	ns        namespaces
+	hub       *hub
+	id        string
+	log       *slog.Logger
+	startedAt time.Time
+
+	sessions sessionRegistry
+	draining atomic.Bool
+	// done is closed when Shutdown begins, releasing waiting long polls.
+	done     chan struct{}
+	doneOnce sync.Once
+}
+
+// New validates cfg and returns a node that is not yet receiving from its engine.
+func New(cfg Config) (*Node, error) {
+	if cfg.Engine == nil {
+		return nil, errors.New("node: Config.Engine is required")
+	}
+	cfg.setDefaults()
+	ns, err := newNamespaces(cfg.Namespaces, cfg.Dev)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	n := &Node{
+		cfg:       cfg,
+		engine:    cfg.Engine,
+		ns:        ns,
+		hub:       newHub(cfg.Engine),
+		id:        newID(),
+		log:       cfg.Logger,
+		startedAt: time.Now(),
+		sessions:  sessionRegistry{byID: make(map[string]*Session), users: make(map[string]int)},
+		done:      make(chan struct{}),
+	}
+	return n, nil
+}
+
+// Start makes the engine deliver to this node.
+func (n *Node) Start(ctx context.Context) error {
+	return n.engine.Start(ctx, n.id, engineHandler{n})
+}
+
+// ID is the node's unique id in the cluster.
+func (n *Node) ID() string { return n.id }
+
+// Draining reports whether Shutdown has begun.
+func (n *Node) Draining() bool { return n.draining.Load() }
+
+// Shutdown tells every session to reconnect elsewhere (DisconnectShutdown),
+// waits for their transports to finish them, then closes the engine. When ctx
+// ends first, the engine is closed anyway and ctx's error returned.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.draining.Store(true)
+	n.doneOnce.Do(func() { close(n.done) })
+	for _, s := range n.sessions.all() {
+		s.Close(protocol.DisconnectShutdown)
+	}
+	waitErr := n.sessions.waitEmpty(ctx)
+	closeCtx := ctx
+	if waitErr != nil {
+		var cancel context.CancelFunc
+		closeCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+	}
+	return errors.Join(waitErr, n.engine.Close(closeCtx))
+}
+
+// engineHandler receives the engine's deliveries; it is a separate type so
+// the Handler methods do not become part of Node's API.
+type engineHandler struct{ n *Node }
+
+func (h engineHandler) HandlePublication(pub *protocol.Publication, epoch string) {
+	h.n.hub.publish(pub, epoch)
+}
+
+func (h engineHandler) HandleJoin(channel string, info protocol.ClientInfo) {
+	h.n.hub.broadcastFrame(channel, protocol.PushJoin, func() []byte {
+		return protocol.EncodePush(protocol.JoinLeavePush{Type: protocol.PushJoin, Channel: channel, Info: info})
+	})
+}
+
+func (h engineHandler) HandleLeave(channel string, info protocol.ClientInfo) {
+	h.n.hub.broadcastFrame(channel, protocol.PushLeave, func() []byte {
+		return protocol.EncodePush(protocol.JoinLeavePush{Type: protocol.PushLeave, Channel: channel, Info: info})
+	})
+}
+
+// HandleControl receives control-bus messages. One node has no peers to
+// coordinate with yet, so the only thing to do with a message is log it.
+func (h engineHandler) HandleControl(data []byte) {
+	h.n.log.Debug("control message ignored", "bytes", len(data))
+}
+
+// publishOptions turns a namespace's options into engine options.
+func (n *Node) publishOptions(ns NamespaceOptions, ephemeral bool, key string, info *protocol.ClientInfo, tags map[string]string) engine.PublishOptions {
+	o := engine.PublishOptions{
+		IdempotencyKey: key,
+		IdempotencyTTL: n.cfg.IdempotencyTTL,
+		Info:           info,
+		Tags:           tags,
+	}
+	if !ephemeral {
+		o.HistorySize, o.HistoryTTL = ns.HistorySize, ns.HistoryTTL
+	}
+	return o
+}
+
+// Publish publishes on behalf of the server API: no permission checks, but
+// the same validation as any client publish.
+func (n *Node) Publish(ctx context.Context, req protocol.PublishRequest) (protocol.PublishResult, error) {
+	ns, err := n.ns.resolve(req.Channel)
+	if err != nil {
+		return protocol.PublishResult{}, err
+	}
+	return n.publish(ctx, ns, req, nil)
+}
+
+// ClientPublish publishes on behalf of a client, checking the namespace's
+// publish permission. info identifies the client in the publication.
+func (n *Node) ClientPublish(ctx context.Context, cred Credentials, info *protocol.ClientInfo, req protocol.PublishRequest) (protocol.PublishResult, error) {
+	ns, err := n.ns.resolve(req.Channel)
+	if err != nil {
+		return protocol.PublishResult{}, err
+	}
+	if !ns.Publish.Allows(cred) {
+		return protocol.PublishResult{}, protocol.ErrPermissionDenied.With("publish to %q", req.Channel)
+	}
+	return n.publish(ctx, ns, req, info)
+}
+
+func (n *Node) publish(ctx context.Context, ns NamespaceOptions, req protocol.PublishRequest, info *protocol.ClientInfo) (protocol.PublishResult, error) {
+	if n.draining.Load() {
+		return protocol.PublishResult{}, protocol.ErrShuttingDown
+	}
+	if len(req.Data) > n.cfg.MaxPublicationSize {
+		return protocol.PublishResult{}, protocol.ErrMessageTooLarge.With("data is %d bytes, limit %d", len(req.Data), n.cfg.MaxPublicationSize)
+	}
+	data, err := protocol.NormalizeData(req.Data)
+	if err != nil {
+		return protocol.PublishResult{}, err
+	}
+	if len(req.IdempotencyKey) > 128 {
+		return protocol.PublishResult{}, protocol.ErrBadRequest.With("idempotency_key longer than 128 bytes")
+	}
+	pos, err := n.engine.Publish(ctx, req.Channel, data, n.publishOptions(ns, req.Ephemeral, req.IdempotencyKey, info, req.Tags))
+	if err != nil {
+		return protocol.PublishResult{}, n.engineError("publish", err)
+	}
+	return protocol.PublishResult{Offset: pos.Offset, Epoch: pos.Epoch}, nil
+}
+
+// History reads a channel's history on behalf of the server API.
+func (n *Node) History(ctx context.Context, req protocol.HistoryRequest) (protocol.HistoryResult, error) {
+	ns, err := n.ns.resolve(req.Channel)
+	if err != nil {
+		return protocol.HistoryResult{}, err
+	}
+	return n.history(ctx, ns, req)
+}
+
+// ClientHistory reads history on behalf of a client, checking permissions.
+func (n *Node) ClientHistory(ctx context.Context, cred Credentials, req protocol.HistoryRequest) (protocol.HistoryResult, error) {
+	ns, err := n.ns.resolve(req.Channel)
+	if err != nil {
+		return protocol.HistoryResult{}, err
+	}
+	if !ns.HistoryAccess.Allows(cred) {
+		return protocol.HistoryResult{}, protocol.ErrPermissionDenied.With("history of %q", req.Channel)
+	}
+	return n.history(ctx, ns, req)
+}
+
+func (n *Node) history(ctx context.Context, ns NamespaceOptions, req protocol.HistoryRequest) (protocol.HistoryResult, error) {
+	if ns.HistorySize == 0 {
+		return protocol.HistoryResult{}, protocol.ErrNotAvailable.With("namespace %q keeps no history", ns.Name)
+	}
+	if req.Limit < 0 {
+		return protocol.HistoryResult{}, protocol.ErrBadRequest.With("negative limit")
+	}
+	if req.Since != nil && !protocol.ValidEpoch(req.Since.Epoch) {
+		return protocol.HistoryResult{}, protocol.ErrInvalidPosition.With("bad epoch")
+	}
+	limit := req.Limit
+	if limit == 0 || limit > n.cfg.MaxHistoryLimit {
+		limit = n.cfg.MaxHistoryLimit
+	}
+	res, err := n.engine.History(ctx, req.Channel, engine.HistoryQuery{Since: req.Since, Limit: limit, Reverse: req.Reverse})
+	if err != nil {
+		return protocol.HistoryResult{}, n.engineError("history", err)
+	}
+	if req.Since != nil && req.Since.Epoch != res.Position.Epoch {
+		return protocol.HistoryResult{}, protocol.ErrInvalidPosition.With("epoch %q is not the channel's current epoch %q", req.Since.Epoch, res.Position.Epoch)
+	}
+	out := protocol.HistoryResult{Publications: make([]protocol.Publication, len(res.Publications)), Epoch: res.Position.Epoch, Offset: res.Position.Offset}
+	for i, p := range res.Publications {
+		out.Publications[i] = *p
+	}
+	return out, nil
+}
+
+// Presence lists a channel's clients on behalf of the server API.
+func (n *Node) Presence(ctx context.Context, channel string) (map[string]protocol.ClientInfo, error) {
+	ns, err := n.ns.resolve(channel)
+	if err != nil {
+		return nil, err
+	}
+	if !ns.Presence {
+		return nil, protocol.ErrNotAvailable.With("namespace %q keeps no presence", ns.Name)
+	}
+	p, err := n.engine.Presence(ctx, channel)
+	if err != nil {
+		return nil, n.engineError("presence", err)
+	}
+	return p, nil
+}
+
+// PresenceStats counts a channel's clients and users on behalf of the server API.
+func (n *Node) PresenceStats(ctx context.Context, channel string) (engine.PresenceStats, error) {
+	ns, err := n.ns.resolve(channel)
+	if err != nil {
+		return engine.PresenceStats{}, err
+	}
+	if !ns.Presence {
+		return engine.PresenceStats{}, protocol.ErrNotAvailable.With("namespace %q keeps no presence", ns.Name)
+	}
+	st, err := n.engine.PresenceStats(ctx, channel)
+	if err != nil {
+		return engine.PresenceStats{}, n.engineError("presence stats", err)
+	}
+	return st, nil
+}
+
+// Channels returns this node's channels with local subscribers and their
+// subscriber counts.
+func (n *Node) Channels() map[string]int {
+	out := make(map[string]int)
+	n.hub.channelCounts(func(ch string, subs int) { out[ch] = subs })
+	return out
+}
+
+// Info describes a node for the server API's info call.
+type Info struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Version     string `json:"version"`
+	NumClients  int    `json:"num_clients"`
+	NumUsers    int    `json:"num_users"`
+	NumChannels int    `json:"num_channels"`
+	Uptime      int64  `json:"uptime_seconds"`
+}
+
+// Info reports this node's identity and counts.
+func (n *Node) Info() Info {
+	clients, users := n.sessions.counts()
+	return Info{
+		ID:          n.id,
+		Name:        n.cfg.Name,
+		Version:     n.cfg.Version,
+		NumClients:  clients,
+		NumUsers:    users,
+		NumChannels: n.hub.numChannels(),
+		Uptime:      int64(time.Since(n.startedAt).Seconds()),
+	}
+}
+
+// engineError logs an engine failure and turns it into the error clients see:
+// internal details stay in the log.
+func (n *Node) engineError(op string, err error) error {
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return protocol.ErrNotAvailable.With("%s: %v", op, err)
+	}
+	if errors.Is(err, engine.ErrClosed) {
+		return protocol.ErrShuttingDown
+	}
+	n.log.Error("engine call failed", "op", op, "err", err)
+	return protocol.ErrInternal
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newID returns a random 26-character id.
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return idEncoding.EncodeToString(b[:])
+}
+
+// sessionRegistry tracks live sessions for counts and shutdown.
+type sessionRegistry struct {
+	mu    sync.Mutex
+	byID  map[string]*Session
+	users map[string]int
+	// emptied is closed and replaced when the registry becomes empty.
+	emptied chan struct{}
+}
+
+func (r *sessionRegistry) add(s *Session) {
+	r.mu.Lock()
+	r.byID[s.id] = s
+	r.users[s.cred.UserID]++
+	r.mu.Unlock()
+}
+
+func (r *sessionRegistry) remove(s *Session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.byID[s.id]; !ok {
+		return
+	}
+	delete(r.byID, s.id)
+	if r.users[s.cred.UserID]--; r.users[s.cred.UserID] == 0 {
+		delete(r.users, s.cred.UserID)
+	}
+	if len(r.byID) == 0 && r.emptied != nil {
+		close(r.emptied)
+		r.emptied = nil
+	}
+}
+
+func (r *sessionRegistry) all() []*Session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Session, 0, len(r.byID))
+	for _, s := range r.byID {
+		out = append(out, s)
+	}
+	return out
+}
+
+// counts returns the number of sessions and of distinct users among them;
+// anonymous sessions count as no user.
+func (r *sessionRegistry) counts() (clients, users int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	users = len(r.users)
+	if _, anon := r.users[""]; anon {
+		users--
+	}
+	return len(r.byID), users
+}
+
+func (r *sessionRegistry) waitEmpty(ctx context.Context) error {
+	r.mu.Lock()
+	if len(r.byID) == 0 {
+		r.mu.Unlock()
+		return nil
+	}
+	if r.emptied == nil {
+		r.emptied = make(chan struct{})
+	}
+	ch := r.emptied
+	r.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("node: sessions still open: %w", ctx.Err())
+	}
+}

@@ -1,0 +1,396 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/heraldrt/herald/internal/protocol"
+)
+
+// Transport is what a session needs from the connection carrying it.
+type Transport interface {
+	// Name identifies the transport in logs and metrics ("websocket", "sse").
+	Name() string
+	// Wake tells the transport that Drain has something for it: queued items
+	// or a disconnect. It is called with session locks held, from the fan-out
+	// path, so it must not block (a non-blocking channel send, or scheduling
+	// a flush).
+	Wake()
+}
+
+// SessionOptions shape a new session.
+type SessionOptions struct {
+	Credentials Credentials
+	// Bidirectional sessions (WebSocket) start unconnected, must send a
+	// connect command within Config.ConnectTimeout, get a reply to every
+	// command and are pinged. Other sessions (SSE) are connected at once,
+	// never send commands, learn of their subscriptions through
+	// ItemSubscribed items and are kept alive by their transport.
+	Bidirectional bool
+}
+
+type sessionState uint8
+
+const (
+	stateNew sessionState = iota
+	stateConnected
+	stateFinished
+)
+
+// Session is one client's logical connection, the same state machine for
+// every transport. A transport feeds it inbound frames (HandleFrame, or
+// SubscribeStream for SSE), writes what Drain returns, and calls Finish once
+// its connection is gone.
+//
+// Lock order: Session.mu may be taken while the hub's shard lock is held
+// (fan-out), so a session never calls into the hub with mu held.
+type Session struct {
+	n    *Node
+	t    Transport
+	id   string
+	cred Credentials
+	bidi bool
+
+	mu      sync.Mutex
+	state   sessionState
+	subs    map[string]*subscription
+	out     outbox
+	closing *protocol.Disconnect
+	// pongDue is set when a ping is outstanding; any inbound frame clears it.
+	pongDue     bool
+	pingTimer   *time.Timer
+	pongTimer   *time.Timer
+	connectTime *time.Timer
+}
+
+// NewSession registers a session for a transport. It fails with
+// ErrShuttingDown once the node is draining.
+func (n *Node) NewSession(t Transport, opts SessionOptions) (*Session, error) {
+	if n.draining.Load() {
+		return nil, protocol.ErrShuttingDown
+	}
+	s := &Session{
+		n:    n,
+		t:    t,
+		id:   newID(),
+		cred: opts.Credentials,
+		bidi: opts.Bidirectional,
+		subs: make(map[string]*subscription),
+		out:  outbox{maxBytes: n.cfg.MaxQueueBytes},
+	}
+	if s.bidi {
+		s.connectTime = time.AfterFunc(n.cfg.ConnectTimeout, s.onConnectTimeout)
+	} else {
+		s.state = stateConnected
+	}
+	n.sessions.add(s)
+	return s, nil
+}
+
+// ID is the session's client id.
+func (s *Session) ID() string { return s.id }
+
+func (s *Session) clientInfo() protocol.ClientInfo {
+	return protocol.ClientInfo{Client: s.id, User: s.cred.UserID, Info: s.cred.Info}
+}
+
+// Drain appends every queued item to dst and returns it, with the disconnect
+// the transport must perform after writing them, if any.
+func (s *Session) Drain(dst []Item) ([]Item, *protocol.Disconnect) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.out.drainTo(dst), s.closing
+}
+
+// Close asks the transport to end the connection with d. It never blocks, so
+// it is safe from the fan-out path; the transport learns of it from Drain.
+func (s *Session) Close(d protocol.Disconnect) {
+	s.mu.Lock()
+	s.closeLocked(d)
+	s.mu.Unlock()
+}
+
+func (s *Session) closeLocked(d protocol.Disconnect) {
+	if s.closing != nil || s.state == stateFinished {
+		return
+	}
+	s.closing = &d
+	if d == protocol.DisconnectSlowConsumer {
+		// The client recovers from history after reconnecting; holding its
+		// backlog any longer only costs memory.
+		s.out.drainTo(nil)
+	}
+	s.t.Wake()
+}
+
+// enqueueLocked queues it and wakes the transport when the queue was empty.
+// Overflow disconnects the session as a slow consumer: it never blocks the
+// caller, which may be fanning out to thousands of sessions.
+func (s *Session) enqueueLocked(it Item) {
+	if s.closing != nil || s.state == stateFinished {
+		return
+	}
+	wasEmpty := s.out.len() == 0
+	if !s.out.push(it) {
+		s.closeLocked(protocol.DisconnectSlowConsumer)
+		return
+	}
+	if wasEmpty {
+		s.t.Wake()
+	}
+}
+
+func (s *Session) enqueueFrame(frame []byte) {
+	s.mu.Lock()
+	s.enqueueLocked(Item{Kind: ItemFrame, Frame: frame})
+	s.mu.Unlock()
+}
+
+func (s *Session) reply(id uint32, result any, err error) {
+	if id == 0 {
+		return
+	}
+	r := &protocol.Reply{ID: id}
+	if err != nil {
+		r.Error = protocol.AsError(err)
+	} else {
+		r.Result = result
+	}
+	s.enqueueFrame(protocol.EncodeReply(r))
+}
+
+// Finish releases everything the session holds: subscriptions, presence and
+// timers. The transport calls it once its connection is closed; later calls
+// do nothing.
+func (s *Session) Finish() {
+	s.mu.Lock()
+	if s.state == stateFinished {
+		s.mu.Unlock()
+		return
+	}
+	s.state = stateFinished
+	subs := s.subs
+	s.subs = make(map[string]*subscription)
+	s.out.drainTo(nil)
+	for _, t := range []*time.Timer{s.pingTimer, s.pongTimer, s.connectTime} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	s.mu.Unlock()
+	// Presence and engine unsubscribes must happen even though the client is
+	// gone and its context with it.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, sub := range subs {
+		s.release(ctx, sub)
+	}
+	s.n.sessions.remove(s)
+}
+
+// HandleFrame runs every command in one inbound frame, in order. A frame that
+// does not decode closes the session with DisconnectBadRequest; a command
+// that fails gets an error reply.
+func (s *Session) HandleFrame(ctx context.Context, frame []byte) {
+	cmds, err := protocol.DecodeCommands(frame)
+	s.mu.Lock()
+	s.pongDue = false
+	if err != nil {
+		d := protocol.DisconnectBadRequest
+		d.Reason = protocol.AsError(err).Message
+		s.closeLocked(d)
+	}
+	s.mu.Unlock()
+	for i := range cmds {
+		s.handleCommand(ctx, &cmds[i])
+	}
+}
+
+func (s *Session) handleCommand(ctx context.Context, c *protocol.Command) {
+	s.mu.Lock()
+	state, closing := s.state, s.closing
+	s.mu.Unlock()
+	if state == stateFinished || closing != nil {
+		return
+	}
+	if c.Method == protocol.MethodPong {
+		return
+	}
+	if state == stateNew && c.Method != protocol.MethodConnect {
+		s.reply(c.ID, nil, protocol.ErrNotConnected)
+		return
+	}
+	switch c.Method {
+	case protocol.MethodConnect:
+		res, err := s.connect(c)
+		s.reply(c.ID, res, err)
+	case protocol.MethodSubscribe:
+		var req protocol.SubscribeRequest
+		if err := protocol.DecodeParams(c, &req); err != nil {
+			s.reply(c.ID, nil, err)
+			return
+		}
+		if err := s.subscribe(ctx, c.ID, req); err != nil {
+			s.reply(c.ID, nil, err)
+		}
+	case protocol.MethodUnsubscribe:
+		var req protocol.UnsubscribeRequest
+		if err := protocol.DecodeParams(c, &req); err != nil {
+			s.reply(c.ID, nil, err)
+			return
+		}
+		s.reply(c.ID, struct{}{}, s.Unsubscribe(ctx, req.Channel))
+	case protocol.MethodPublish:
+		var req protocol.PublishRequest
+		if err := protocol.DecodeParams(c, &req); err != nil {
+			s.reply(c.ID, nil, err)
+			return
+		}
+		info := s.clientInfo()
+		res, err := s.n.ClientPublish(ctx, s.cred, &info, req)
+		s.reply(c.ID, res, err)
+	case protocol.MethodHistory:
+		var req protocol.HistoryRequest
+		if err := protocol.DecodeParams(c, &req); err != nil {
+			s.reply(c.ID, nil, err)
+			return
+		}
+		res, err := s.n.ClientHistory(ctx, s.cred, req)
+		s.reply(c.ID, res, err)
+	case protocol.MethodPresence:
+		var req protocol.PresenceRequest
+		if err := protocol.DecodeParams(c, &req); err != nil {
+			s.reply(c.ID, nil, err)
+			return
+		}
+		clients, err := s.presence(ctx, req.Channel)
+		s.reply(c.ID, protocol.PresenceResult{Clients: clients}, err)
+	case protocol.MethodPresenceStats:
+		var req protocol.PresenceRequest
+		if err := protocol.DecodeParams(c, &req); err != nil {
+			s.reply(c.ID, nil, err)
+			return
+		}
+		res, err := s.presenceStats(ctx, req.Channel)
+		s.reply(c.ID, res, err)
+	case protocol.MethodPing:
+		s.reply(c.ID, struct{}{}, nil)
+	default:
+		s.reply(c.ID, nil, protocol.ErrMethodNotFound.With("%q", truncate(c.Method, 32)))
+	}
+}
+
+func (s *Session) connect(c *protocol.Command) (any, error) {
+	if len(c.Params) > 0 {
+		var req protocol.ConnectRequest
+		if err := protocol.DecodeParams(c, &req); err != nil {
+			return nil, err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != stateNew {
+		return nil, protocol.ErrBadRequest.With("already connected")
+	}
+	s.state = stateConnected
+	s.connectTime.Stop()
+	s.pingTimer = time.AfterFunc(s.n.cfg.PingInterval, s.onPing)
+	return protocol.ConnectResult{
+		Client:  s.id,
+		Version: s.n.cfg.Version,
+		Ping:    int(s.n.cfg.PingInterval / time.Second),
+		Pong:    int(s.n.cfg.PongTimeout / time.Second),
+	}, nil
+}
+
+func (s *Session) onConnectTimeout() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == stateNew {
+		d := protocol.DisconnectBadRequest
+		d.Reason = "connect timeout"
+		s.closeLocked(d)
+	}
+}
+
+// onPing sends a heartbeat, arms the pong deadline and refreshes presence so
+// entries of live clients never expire.
+func (s *Session) onPing() {
+	s.mu.Lock()
+	if s.state != stateConnected || s.closing != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.pongDue = true
+	s.enqueueLocked(Item{Kind: ItemFrame, Push: protocol.PushPing, Frame: protocol.PingFrame})
+	s.pongTimer = time.AfterFunc(s.n.cfg.PongTimeout, s.onPongTimeout)
+	s.pingTimer = time.AfterFunc(s.n.cfg.PingInterval, s.onPing)
+	var present []string
+	for ch, sub := range s.subs {
+		if sub.ns.Presence && sub.live {
+			present = append(present, ch)
+		}
+	}
+	s.mu.Unlock()
+	s.refreshPresence(present)
+}
+
+func (s *Session) onPongTimeout() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pongDue {
+		s.closeLocked(protocol.DisconnectNoPong)
+	}
+}
+
+// RefreshPresence re-adds the session's presence entries; transports without
+// pings (SSE) call it from their keep-alive loop.
+func (s *Session) RefreshPresence() {
+	s.mu.Lock()
+	var present []string
+	for ch, sub := range s.subs {
+		if sub.ns.Presence && sub.live {
+			present = append(present, ch)
+		}
+	}
+	s.mu.Unlock()
+	s.refreshPresence(present)
+}
+
+func (s *Session) refreshPresence(channels []string) {
+	if len(channels) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.n.cfg.PongTimeout)
+	defer cancel()
+	info := s.clientInfo()
+	for _, ch := range channels {
+		if err := s.n.engine.AddPresence(ctx, ch, info); err != nil {
+			s.n.log.Warn("presence refresh failed", "channel", ch, "err", err)
+		}
+	}
+}
+
+func (s *Session) presence(ctx context.Context, channel string) (map[string]protocol.ClientInfo, error) {
+	ns, err := s.n.ns.resolve(channel)
+	if err != nil {
+		return nil, err
+	}
+	if !ns.PresenceAccess.Allows(s.cred) {
+		return nil, protocol.ErrPermissionDenied.With("presence of %q", channel)
+	}
+	return s.n.Presence(ctx, channel)
+}
+
+func (s *Session) presenceStats(ctx context.Context, channel string) (protocol.PresenceStatsResult, error) {
+	ns, err := s.n.ns.resolve(channel)
+	if err != nil {
+		return protocol.PresenceStatsResult{}, err
+	}
+	if !ns.PresenceAccess.Allows(s.cred) {
+		return protocol.PresenceStatsResult{}, protocol.ErrPermissionDenied.With("presence of %q", channel)
+	}
+	st, err := s.n.PresenceStats(ctx, channel)
+	return protocol.PresenceStatsResult{NumClients: st.NumClients, NumUsers: st.NumUsers}, err
+}

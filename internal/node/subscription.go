@@ -1,0 +1,277 @@
+package node
+
+import (
+	"context"
+
+	"github.com/heraldrt/herald/internal/engine"
+	"github.com/heraldrt/herald/internal/protocol"
+)
+
+// subscription is one session's subscription to one channel and the hub's
+// subscriber for it. Its fields are guarded by the session's mutex.
+//
+// A subscription starts buffering live publications (live false) while its
+// history is read, then replays history and the buffer, dropping offsets
+// already delivered. Once live, it accepts only the next offset: anything
+// else means the stream broke, and the session is told to resume.
+type subscription struct {
+	s       *Session
+	channel string
+	ns      NamespaceOptions
+	live    bool
+	epoch   string
+	offset  uint64
+	buffer  []bufferedPublication
+}
+
+type bufferedPublication struct {
+	pub   *protocol.Publication
+	epoch string
+	frame []byte
+}
+
+// SubscribedPush is the frame of an ItemSubscribed item: what SSE sends as
+// its "subscribed" event.
+type SubscribedPush struct {
+	Type    string `json:"type"`
+	Channel string `json:"channel"`
+	protocol.SubscribeResult
+}
+
+func (sub *subscription) deliverPublication(pub *protocol.Publication, epoch string, frame []byte) {
+	s := sub.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.subs[sub.channel] != sub {
+		return
+	}
+	if !sub.live {
+		if len(sub.buffer) >= s.n.cfg.MaxRecoveredPublications {
+			s.closeLocked(protocol.DisconnectSlowConsumer)
+			return
+		}
+		sub.buffer = append(sub.buffer, bufferedPublication{pub, epoch, frame})
+		return
+	}
+	sub.acceptLocked(pub, epoch, frame)
+}
+
+func (sub *subscription) deliverFrame(push string, frame []byte) {
+	s := sub.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.subs[sub.channel] == sub && sub.live {
+		s.enqueueLocked(Item{Kind: ItemFrame, Push: push, Channel: sub.channel, Frame: frame})
+	}
+}
+
+// acceptLocked enqueues pub if it is the next in the stream.
+func (sub *subscription) acceptLocked(pub *protocol.Publication, epoch string, frame []byte) {
+	s := sub.s
+	if pub.Offset == 0 {
+		// Ephemeral, or a namespace without history: no position to keep.
+		s.enqueueLocked(Item{Kind: ItemPublication, Push: protocol.PushPublication, Channel: sub.channel, Epoch: sub.epoch, Offset: sub.offset, Frame: frame})
+		return
+	}
+	if epoch != sub.epoch {
+		s.closeLocked(protocol.DisconnectInsufficient)
+		return
+	}
+	if pub.Offset <= sub.offset {
+		return
+	}
+	if pub.Offset != sub.offset+1 {
+		s.n.log.Warn("gap in channel stream", "channel", sub.channel, "have", sub.offset, "got", pub.Offset)
+		s.closeLocked(protocol.DisconnectInsufficient)
+		return
+	}
+	sub.offset = pub.Offset
+	s.enqueueLocked(Item{Kind: ItemPublication, Push: protocol.PushPublication, Channel: sub.channel, Epoch: epoch, Offset: pub.Offset, Frame: frame})
+}
+
+// subscribe runs the subscribe-with-recovery sequence. On success the reply
+// (bidirectional) or ItemSubscribed item is queued by subscribe itself, ahead
+// of the recovered publications, so they reach the client in that order; on
+// failure the error is returned and nothing is queued.
+func (s *Session) subscribe(ctx context.Context, replyID uint32, req protocol.SubscribeRequest) error {
+	ns, err := s.n.ns.resolve(req.Channel)
+	if err != nil {
+		return err
+	}
+	if !ns.Subscribe.Allows(s.cred) {
+		return protocol.ErrPermissionDenied.With("subscribe to %q", req.Channel)
+	}
+	var since *protocol.StreamPosition
+	if req.Recover {
+		if !protocol.ValidEpoch(req.Epoch) {
+			return protocol.ErrInvalidPosition.With("bad epoch")
+		}
+		since = &protocol.StreamPosition{Epoch: req.Epoch, Offset: req.Offset}
+	}
+	sub := &subscription{s: s, channel: req.Channel, ns: ns}
+	s.mu.Lock()
+	switch {
+	case s.state == stateFinished || s.closing != nil:
+		s.mu.Unlock()
+		return protocol.ErrNotAvailable.With("session closing")
+	case s.subs[req.Channel] != nil:
+		s.mu.Unlock()
+		return protocol.ErrAlreadySubscribed.With("%q", req.Channel)
+	case len(s.subs) >= s.n.cfg.MaxChannelsPerSession:
+		s.mu.Unlock()
+		return protocol.ErrLimitExceeded.With("at most %d subscriptions per connection", s.n.cfg.MaxChannelsPerSession)
+	}
+	s.subs[req.Channel] = sub
+	s.mu.Unlock()
+
+	// Subscribe the node first so every publication after this point is
+	// buffered, then read history: together they leave no gap.
+	if err := s.n.hub.add(ctx, req.Channel, sub); err != nil {
+		s.dropSubscription(sub)
+		return s.n.engineError("subscribe", err)
+	}
+	limit := 0
+	if since != nil && ns.HistorySize > 0 {
+		limit = min(ns.HistorySize, s.n.cfg.MaxRecoveredPublications)
+	}
+	hist, err := s.n.engine.History(ctx, req.Channel, engine.HistoryQuery{Since: since, Limit: limit})
+	if err != nil {
+		s.dropSubscription(sub)
+		_ = s.n.hub.remove(context.WithoutCancel(ctx), req.Channel, sub)
+		return s.n.engineError("subscribe history", err)
+	}
+	pubs, recovered := recoverable(since, hist)
+	res := protocol.SubscribeResult{
+		Epoch:         hist.Position.Epoch,
+		Offset:        hist.Position.Offset,
+		Recoverable:   ns.HistorySize > 0,
+		WasRecovering: since != nil,
+		Recovered:     recovered,
+	}
+	// Where the client's stream continues from: its own position when
+	// recovered, otherwise now.
+	start := hist.Position.Offset
+	if recovered {
+		start = since.Offset
+	}
+
+	s.mu.Lock()
+	if s.subs[req.Channel] != sub {
+		// Finished or unsubscribed while we read history.
+		s.mu.Unlock()
+		_ = s.n.hub.remove(context.WithoutCancel(ctx), req.Channel, sub)
+		return protocol.ErrNotAvailable.With("session closing")
+	}
+	if s.bidi {
+		s.enqueueLocked(Item{Kind: ItemFrame, Frame: protocol.EncodeReply(&protocol.Reply{ID: replyID, Result: res})})
+	} else {
+		frame := protocol.EncodePush(SubscribedPush{Type: "subscribed", Channel: req.Channel, SubscribeResult: res})
+		s.enqueueLocked(Item{Kind: ItemSubscribed, Push: "subscribed", Channel: req.Channel, Epoch: res.Epoch, Offset: start, Frame: frame})
+	}
+	sub.epoch, sub.offset, sub.live = res.Epoch, start, true
+	for _, p := range pubs {
+		sub.acceptLocked(p, res.Epoch, protocol.AppendPublication(nil, p))
+	}
+	for _, b := range sub.buffer {
+		sub.acceptLocked(b.pub, b.epoch, b.frame)
+	}
+	sub.buffer = nil
+	s.mu.Unlock()
+
+	if ns.Presence {
+		info := s.clientInfo()
+		if err := s.n.engine.AddPresence(ctx, req.Channel, info); err != nil {
+			s.n.log.Warn("presence add failed", "channel", req.Channel, "err", err)
+		}
+		if ns.JoinLeave {
+			if err := s.n.engine.PublishJoin(ctx, req.Channel, info); err != nil {
+				s.n.log.Warn("join event failed", "channel", req.Channel, "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// recoverable decides whether hist continues the stream right after since:
+// same epoch, nothing missing between since and the channel's newest offset.
+func recoverable(since *protocol.StreamPosition, hist engine.HistoryResult) ([]*protocol.Publication, bool) {
+	if since == nil {
+		return nil, false
+	}
+	top := hist.Position
+	switch {
+	case since.Epoch != top.Epoch, since.Offset > top.Offset:
+		return nil, false
+	case since.Offset == top.Offset:
+		return nil, true
+	}
+	pubs := hist.Publications
+	if len(pubs) == 0 || pubs[0].Offset != since.Offset+1 || pubs[len(pubs)-1].Offset != top.Offset {
+		return nil, false
+	}
+	return pubs, true
+}
+
+func (s *Session) dropSubscription(sub *subscription) {
+	s.mu.Lock()
+	if s.subs[sub.channel] == sub {
+		delete(s.subs, sub.channel)
+	}
+	s.mu.Unlock()
+}
+
+// Unsubscribe ends the session's subscription to channel.
+func (s *Session) Unsubscribe(ctx context.Context, channel string) error {
+	s.mu.Lock()
+	sub := s.subs[channel]
+	if sub != nil {
+		delete(s.subs, channel)
+	}
+	s.mu.Unlock()
+	if sub == nil {
+		return protocol.ErrNotSubscribed.With("%q", truncate(channel, 64))
+	}
+	s.release(context.WithoutCancel(ctx), sub)
+	return nil
+}
+
+// release detaches sub from the hub and from presence.
+func (s *Session) release(ctx context.Context, sub *subscription) {
+	if err := s.n.hub.remove(ctx, sub.channel, sub); err != nil {
+		s.n.log.Warn("engine unsubscribe failed", "channel", sub.channel, "err", err)
+	}
+	if !sub.ns.Presence {
+		return
+	}
+	if err := s.n.engine.RemovePresence(ctx, sub.channel, s.id); err != nil {
+		s.n.log.Warn("presence remove failed", "channel", sub.channel, "err", err)
+	}
+	if sub.ns.JoinLeave {
+		if err := s.n.engine.PublishLeave(ctx, sub.channel, s.clientInfo()); err != nil {
+			s.n.log.Warn("leave event failed", "channel", sub.channel, "err", err)
+		}
+	}
+}
+
+// SubscribeStream subscribes a non-bidirectional session (SSE) to channels,
+// resuming each from its position in positions when positions is not nil.
+// channels must be canonical (protocol.CanonicalChannels) and positions, if
+// given, must have one entry per channel.
+func (s *Session) SubscribeStream(ctx context.Context, channels []string, positions []protocol.StreamPosition) error {
+	if len(channels) > s.n.cfg.MaxChannelsPerSession {
+		return protocol.ErrLimitExceeded.With("at most %d channels per stream", s.n.cfg.MaxChannelsPerSession)
+	}
+	if positions != nil && len(positions) != len(channels) {
+		return protocol.ErrInvalidPosition.With("%d positions for %d channels", len(positions), len(channels))
+	}
+	for i, ch := range channels {
+		req := protocol.SubscribeRequest{Channel: ch}
+		if positions != nil {
+			req.Recover, req.Epoch, req.Offset = true, positions[i].Epoch, positions[i].Offset
+		}
+		if err := s.subscribe(ctx, 0, req); err != nil {
+			return err
+		}
+	}
+	return nil
+}
