@@ -81,4 +81,9 @@ func (q *outbox) drainTo(dst []Item) []Item {
 	return dst
 }
 
+// reset discards every queued item and releases the ring.
+func (q *outbox) reset() {
+	q.items, q.head, q.n, q.bytes = nil, 0, 0, 0
+}
+
 func (q *outbox) len() int { return q.n }

@@ -119,7 +119,7 @@ func (s *Session) closeLocked(d protocol.Disconnect) {
 	if d == protocol.DisconnectSlowConsumer {
 		// The client recovers from history after reconnecting; holding its
 		// backlog any longer only costs memory.
-		s.out.drainTo(nil)
+		s.out.reset()
 	}
 	s.t.Wake()
 }
@@ -171,8 +171,11 @@ func (s *Session) Finish() {
 	}
 	s.state = stateFinished
 	subs := s.subs
+	for _, sub := range subs {
+		sub.removed = true
+	}
 	s.subs = make(map[string]*subscription)
-	s.out.drainTo(nil)
+	s.out.reset()
 	for _, t := range []*time.Timer{s.pingTimer, s.pongTimer, s.connectTime} {
 		if t != nil {
 			t.Stop()

@@ -19,6 +19,9 @@ type subscription struct {
 	channel string
 	ns      NamespaceOptions
 	live    bool
+	// removed is set when the subscription leaves its session, so the
+	// fan-out path can skip it without a map lookup.
+	removed bool
 	epoch   string
 	offset  uint64
 	buffer  []bufferedPublication
@@ -42,7 +45,7 @@ func (sub *subscription) deliverPublication(pub *protocol.Publication, epoch str
 	s := sub.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.subs[sub.channel] != sub {
+	if sub.removed {
 		return
 	}
 	if !sub.live {
@@ -60,7 +63,7 @@ func (sub *subscription) deliverFrame(push string, frame []byte) {
 	s := sub.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.subs[sub.channel] == sub && sub.live {
+	if !sub.removed && sub.live {
 		s.enqueueLocked(Item{Kind: ItemFrame, Push: push, Channel: sub.channel, Frame: frame})
 	}
 }
@@ -216,6 +219,7 @@ func (s *Session) dropSubscription(sub *subscription) {
 	s.mu.Lock()
 	if s.subs[sub.channel] == sub {
 		delete(s.subs, sub.channel)
+		sub.removed = true
 	}
 	s.mu.Unlock()
 }
@@ -226,6 +230,7 @@ func (s *Session) Unsubscribe(ctx context.Context, channel string) error {
 	sub := s.subs[channel]
 	if sub != nil {
 		delete(s.subs, channel)
+		sub.removed = true
 	}
 	s.mu.Unlock()
 	if sub == nil {
