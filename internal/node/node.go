@@ -43,7 +43,9 @@ type Config struct {
 	// its connect command (10s).
 	ConnectTimeout time.Duration
 	// MaxQueueBytes bounds a session's outbound queue (1 MiB); a session that
-	// exceeds it is disconnected as a slow consumer.
+	// exceeds it is disconnected as a slow consumer. A resume whose missed
+	// publications exceed half of it is answered recovered=false, and it also
+	// bounds the bytes of one poll response.
 	MaxQueueBytes int
 	// MaxChannelsPerSession bounds subscriptions per session and channels per
 	// SSE stream or poll (128).

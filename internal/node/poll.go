@@ -124,6 +124,7 @@ func (n *Node) removeWaiter(ctx context.Context, channels []string, w *pollWaite
 func (n *Node) readSince(ctx context.Context, channels []string, positions []protocol.StreamPosition) (*PollResult, []protocol.StreamPosition, error) {
 	res := &PollResult{Recovered: true}
 	next := make([]protocol.StreamPosition, len(channels))
+	budget := n.cfg.MaxQueueBytes
 	for i, ch := range channels {
 		q := engine.HistoryQuery{}
 		if positions != nil {
@@ -147,11 +148,17 @@ func (n *Node) readSince(ctx context.Context, channels []string, positions []pro
 			continue
 		}
 		next[i].Offset = since.Offset
-		if len(pubs) > 0 {
-			// A limited read may stop short of the newest offset: continue
-			// from the last one returned.
-			next[i].Offset = pubs[len(pubs)-1].Offset
-			res.Publications = append(res.Publications, pubs...)
+		// Bound the response in bytes as well as in count; a response always
+		// makes progress with at least one publication.
+		for _, p := range pubs {
+			if budget <= 0 && len(res.Publications) > 0 {
+				break
+			}
+			budget -= len(p.Data) + len(p.Channel) + 64
+			res.Publications = append(res.Publications, p)
+			// A limited read stops short of the newest offset: the next
+			// poll continues from the last publication returned.
+			next[i].Offset = p.Offset
 		}
 	}
 	res.Next = protocol.FormatPositions(next)

@@ -144,6 +144,12 @@ func (s *Session) subscribe(ctx context.Context, replyID uint32, req protocol.Su
 		return s.n.engineError("subscribe history", err)
 	}
 	pubs, recovered := recoverable(since, hist)
+	if recovered && recoveryBytes(pubs) > s.n.cfg.MaxQueueBytes/2 {
+		// The backlog would overflow the queue the moment it is enqueued,
+		// disconnect the client as slow, and do so again on every retry from
+		// the same position. Telling it continuity is broken ends the loop.
+		pubs, recovered = nil, false
+	}
 	res := protocol.SubscribeResult{
 		Epoch:         hist.Position.Epoch,
 		Offset:        hist.Position.Offset,
@@ -193,6 +199,15 @@ func (s *Session) subscribe(ctx context.Context, replyID uint32, req protocol.Su
 		}
 	}
 	return nil
+}
+
+// recoveryBytes estimates the queue bytes recovered publications take.
+func recoveryBytes(pubs []*protocol.Publication) int {
+	n := 0
+	for _, p := range pubs {
+		n += len(p.Data) + len(p.Channel) + 64
+	}
+	return n
 }
 
 // recoverable decides whether hist continues the stream right after since:

@@ -1,0 +1,113 @@
+// Package poll serves Herald's long and short polling. A poll names its
+// channels and the position it has reached; the answer holds the
+// publications after that position and the position to poll from next. The
+// server keeps nothing between polls, so any node answers any poll and no
+// sticky sessions are needed.
+package poll
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/heraldrt/herald/internal/node"
+	"github.com/heraldrt/herald/internal/protocol"
+)
+
+// writeTimeout bounds writing one response.
+const writeTimeout = 30 * time.Second
+
+// Config configures a Handler.
+type Config struct {
+	// Node answers the polls. It is required.
+	Node *node.Node
+	// Logger receives diagnostics; nil discards them.
+	Logger *slog.Logger
+}
+
+// Handler serves GET /poll?channel=A&channel=B&since=<position>&timeout=<seconds>.
+// Without since, the poll starts from now; timeout is how many whole seconds
+// to wait for a publication (0, the default, answers at once; at most
+// node.MaxPollTimeout). The answer is node.PollResult as JSON:
+// {"publications":[...],"next":"...","recovered":true,"unrecovered":[...]}.
+// Errors are JSON bodies from protocol.WriteHTTPError.
+type Handler struct {
+	cfg Config
+}
+
+// New returns a Handler for cfg. It panics if cfg.Node is nil, like
+// http.Handle does for a nil handler: that is a wiring bug, not a runtime
+// condition.
+func New(cfg Config) *Handler {
+	if cfg.Node == nil {
+		panic("poll: Config.Node is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{cfg: cfg}
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Every answer, errors included, depends on the moment it is given; a
+	// cached one would hand a client stale positions.
+	w.Header().Set("Cache-Control", "no-store")
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		_, _ = w.Write(protocol.ErrorBody(protocol.ErrBadRequest.With("method %.16q not allowed, use GET", r.Method)))
+		return
+	}
+	q := r.URL.Query()
+	timeout, err := parseTimeout(q.Get("timeout"))
+	if err != nil {
+		protocol.WriteHTTPError(w, err)
+		return
+	}
+	res, err := h.cfg.Node.Poll(r.Context(), node.Credentials{}, node.PollRequest{
+		Channels: q["channel"],
+		Since:    q.Get("since"),
+		Timeout:  timeout,
+	})
+	if err != nil {
+		protocol.WriteHTTPError(w, err)
+		return
+	}
+	// Publication data is JSON the server accepted and compacted; with HTML
+	// escaping off, the encoder passes it through byte for byte.
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(res); err != nil {
+		h.cfg.Logger.Error("poll response does not encode", "err", err)
+		protocol.WriteHTTPError(w, protocol.ErrInternal)
+		return
+	}
+	// Bound the write so a client that stops reading frees this handler; a
+	// writer that cannot take deadlines just writes without one.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(writeTimeout))
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if _, err := w.Write(body.Bytes()); err != nil {
+		h.cfg.Logger.Debug("poll response not delivered", "err", err)
+	}
+}
+
+// parseTimeout reads the timeout parameter: whole seconds from 0 to
+// node.MaxPollTimeout, 0 when absent.
+func parseTimeout(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	limit := int64(node.MaxPollTimeout / time.Second)
+	secs, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || secs < 0 || secs > limit {
+		return 0, protocol.ErrBadRequest.With("timeout must be whole seconds from 0 to %d, got %.16q", limit, s)
+	}
+	return time.Duration(secs) * time.Second, nil
+}
