@@ -1,0 +1,156 @@
+// Package api serves Herald's HTTP APIs: the server API that backends call
+// under /api/ with an API key, and the client publish endpoint that clients
+// on one-way transports (SSE, polling) use to publish.
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/heraldrt/herald/internal/node"
+	"github.com/heraldrt/herald/internal/protocol"
+)
+
+// DefaultMaxBodyBytes bounds request bodies when Config.MaxBodyBytes is zero.
+const DefaultMaxBodyBytes = 1 << 20
+
+// Prefix is the path the server API is mounted under.
+const Prefix = "/api/"
+
+// Config configures the server API.
+type Config struct {
+	Node *node.Node
+	// Key is the API key callers present as "Authorization: apikey <Key>".
+	// When it is empty the API is open in Dev mode and closed otherwise:
+	// every call is answered 401.
+	Key    string
+	Dev    bool
+	Logger *slog.Logger
+	// MaxBodyBytes bounds a request body; larger ones are answered 413.
+	// Zero means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+}
+
+// Handler serves the server API at Prefix+<method>: every method is a POST
+// with a JSON body, answered with a JSON result or a JSON error body
+// ({"error":{"code","message"}}) and the matching status.
+type Handler struct {
+	node    *node.Node
+	access  keyAccess
+	keyHash [sha256.Size]byte
+	maxBody int64
+	routes  map[string]http.HandlerFunc
+}
+
+// keyAccess is how a Handler admits calls, fixed at construction.
+type keyAccess uint8
+
+const (
+	accessKey    keyAccess = iota // a key is configured and must match
+	accessOpen                    // dev mode without a key: anyone
+	accessClosed                  // no key outside dev mode: nobody
+)
+
+// New returns the server API handler. It logs a warning when the API is open
+// to anyone (dev mode without a key) or closed to everyone (no key).
+func New(cfg Config) *Handler {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{node: cfg.Node, maxBody: cfg.MaxBodyBytes}
+	if h.maxBody <= 0 {
+		h.maxBody = DefaultMaxBodyBytes
+	}
+	switch {
+	case cfg.Key != "":
+		// Hashing both sides makes the comparison constant-time in the key's
+		// length too, which subtle.ConstantTimeCompare alone is not.
+		h.keyHash = sha256.Sum256([]byte(cfg.Key))
+	case cfg.Dev:
+		h.access = accessOpen
+		log.Warn("server API is open to anyone: dev mode and no api_key configured")
+	default:
+		h.access = accessClosed
+		log.Warn("server API is disabled: no api_key configured, every call is answered 401")
+	}
+	h.routes = map[string]http.HandlerFunc{
+		"publish":        serve(h, h.publish),
+		"broadcast":      serve(h, h.broadcast),
+		"history":        serve(h, h.history),
+		"channels":       serve(h, h.channels),
+		"info":           serve(h, h.info),
+		"presence":       serve(h, h.presence),
+		"presence_stats": serve(h, h.presenceStats),
+	}
+	return h
+}
+
+// ServeHTTP authenticates the call, then routes it by the path after Prefix.
+// Authentication comes first so that callers without a key learn nothing
+// about which endpoints exist.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := h.authorize(r); err != nil {
+		w.Header().Set("WWW-Authenticate", "apikey")
+		protocol.WriteHTTPError(w, err)
+		return
+	}
+	route, ok := h.routes[strings.TrimPrefix(r.URL.Path, Prefix)]
+	if !ok {
+		protocol.WriteHTTPError(w, protocol.ErrMethodNotFound.With("no API endpoint %q", truncate(r.URL.Path, 64)))
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeErrorStatus(w, http.StatusMethodNotAllowed, protocol.ErrBadRequest.With("method %s not allowed, use POST", r.Method))
+		return
+	}
+	route(w, r)
+}
+
+func (h *Handler) authorize(r *http.Request) error {
+	switch h.access {
+	case accessOpen:
+		return nil
+	case accessClosed:
+		return protocol.ErrUnauthorized.With("no API key is configured on this server; set api_key (HERALD_API_KEY) to enable the server API")
+	}
+	scheme, key, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "apikey") {
+		return protocol.ErrUnauthorized.With(`missing "Authorization: apikey <key>" header`)
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(key)))
+	if subtle.ConstantTimeCompare(got[:], h.keyHash[:]) != 1 {
+		return protocol.ErrUnauthorized.With("invalid API key")
+	}
+	return nil
+}
+
+// serve adapts an endpoint to http.HandlerFunc: it decodes the body into a
+// Req, runs fn and writes its result or error.
+func serve[Req any](h *Handler, fn func(context.Context, *Req) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req Req
+		if err := decodeBody(w, r, h.maxBody, &req); err != nil {
+			protocol.WriteHTTPError(w, err)
+			return
+		}
+		res, err := fn(r.Context(), &req)
+		if err != nil {
+			protocol.WriteHTTPError(w, err)
+			return
+		}
+		writeJSON(w, res)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

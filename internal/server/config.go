@@ -1,0 +1,256 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/heraldrt/herald/internal/node"
+)
+
+// Engine names accepted by Config.Engine.
+const (
+	EngineDurable = "durable"
+	EngineMemory  = "memory"
+)
+
+// Config is every option of `herald serve`. Load fills it from a file, the
+// environment and flags; Defaults gives the values of options none of them
+// set. The koanf tags are the option names in files; environment variables
+// are HERALD_ plus the name in upper case, with "__" for a nested ".".
+type Config struct {
+	// Addr is the host:port to listen on; port 0 picks a free port, which
+	// the startup log line and Server.Addr report.
+	Addr string `koanf:"addr"`
+	// DataDir holds the durable engine's store. Unused by the memory engine.
+	DataDir string `koanf:"data_dir"`
+	// Engine is "durable" (history on disk, survives restarts) or "memory"
+	// (history lost on exit).
+	Engine string `koanf:"engine"`
+	// APIKey authorizes calls to the server API (/api/...). Empty closes the
+	// API, unless Dev is set, which opens it to anyone.
+	APIKey string `koanf:"api_key"`
+	// Dev opens every namespace not listed in Namespaces to anyone, and the
+	// server API when no APIKey is set. For local development only.
+	Dev bool `koanf:"dev"`
+	// Name identifies this node in the info API; empty means the host name.
+	Name string `koanf:"name"`
+	// LogLevel is debug, info, warn or error; LogFormat is text or json.
+	LogLevel  string `koanf:"log_level"`
+	LogFormat string `koanf:"log_format"`
+	// ShutdownTimeout bounds a graceful shutdown: connections still open
+	// after it are closed without waiting.
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+
+	// PingInterval, PongTimeout and ConnectTimeout are the WebSocket
+	// session heartbeat and connect deadlines (node.Config).
+	PingInterval   time.Duration `koanf:"ping_interval"`
+	PongTimeout    time.Duration `koanf:"pong_timeout"`
+	ConnectTimeout time.Duration `koanf:"connect_timeout"`
+	// MaxQueueBytes bounds a connection's outbound queue; a client that lets
+	// it overflow is disconnected as a slow consumer and resumes from history.
+	MaxQueueBytes int `koanf:"max_queue_bytes"`
+	// MaxChannelsPerConnection bounds subscriptions per connection and
+	// channels per SSE stream or poll.
+	MaxChannelsPerConnection int `koanf:"max_channels_per_connection"`
+	// MaxPublicationSize bounds a publication's data in bytes.
+	MaxPublicationSize int `koanf:"max_publication_size"`
+	// MaxMessageSize bounds one inbound WebSocket message in bytes.
+	MaxMessageSize int `koanf:"max_message_size"`
+	// MaxRecoveredPublications bounds what one resubscribe may recover.
+	MaxRecoveredPublications int `koanf:"max_recovered_publications"`
+	// MaxHistoryLimit caps publications per history call and per poll answer.
+	MaxHistoryLimit int `koanf:"max_history_limit"`
+	// IdempotencyTTL is how long an idempotency key is remembered.
+	IdempotencyTTL time.Duration `koanf:"idempotency_ttl"`
+	// WriteTimeout bounds each write to a WebSocket or SSE client.
+	WriteTimeout time.Duration `koanf:"write_timeout"`
+	// PresenceTTL is how long a presence entry outlives its last refresh.
+	// Sessions refresh theirs every ping (WebSocket) or keep-alive (SSE), so
+	// it must be longer than both.
+	PresenceTTL time.Duration `koanf:"presence_ttl"`
+	// AllowedOrigins lists the origins (scheme://host[:port]) whose pages may
+	// open WebSocket connections, besides the server's own; "*" allows any.
+	// Dev mode allows any.
+	AllowedOrigins []string `koanf:"allowed_origins"`
+
+	SSE SSEConfig `koanf:"sse"`
+
+	// Namespaces configure channels by the part of their name before ':';
+	// the one named "" holds channels without a colon. When the list is
+	// empty, dev mode opens every namespace, and otherwise only the default
+	// namespace exists, closed to clients (the server API can still publish).
+	Namespaces []node.NamespaceOptions `koanf:"namespaces"`
+
+	// Logger, when set, is used instead of one built from LogLevel and
+	// LogFormat writing to stderr. It cannot come from a file.
+	Logger *slog.Logger `koanf:"-"`
+}
+
+// SSEConfig holds the Server-Sent Events options.
+type SSEConfig struct {
+	// KeepAlive is the interval of keep-alive comments, which defeat proxy
+	// idle timeouts and refresh presence.
+	KeepAlive time.Duration `koanf:"keep_alive"`
+	// Retry is the reconnect delay suggested to EventSource.
+	Retry time.Duration `koanf:"retry"`
+}
+
+// Defaults returns the configuration used for options that no file,
+// environment variable or flag sets.
+func Defaults() Config {
+	return Config{
+		Addr:                     "127.0.0.1:8000",
+		DataDir:                  "./herald-data",
+		Engine:                   EngineDurable,
+		LogLevel:                 "info",
+		LogFormat:                "text",
+		ShutdownTimeout:          10 * time.Second,
+		PingInterval:             25 * time.Second,
+		PongTimeout:              10 * time.Second,
+		ConnectTimeout:           10 * time.Second,
+		MaxQueueBytes:            1 << 20,
+		MaxChannelsPerConnection: 128,
+		MaxPublicationSize:       64 << 10,
+		MaxMessageSize:           128 << 10,
+		MaxRecoveredPublications: 10000,
+		MaxHistoryLimit:          1000,
+		IdempotencyTTL:           5 * time.Minute,
+		WriteTimeout:             10 * time.Second,
+		PresenceTTL:              time.Minute,
+		AllowedOrigins:           []string{},
+		SSE: SSEConfig{
+			KeepAlive: 15 * time.Second,
+			Retry:     2 * time.Second,
+		},
+		Namespaces: []node.NamespaceOptions{},
+	}
+}
+
+// NewLogger returns a logger writing to w at c.LogLevel in c.LogFormat.
+// Invalid values, which Validate reports, fall back to info and text.
+func (c *Config) NewLogger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// messageOverhead is what a WebSocket publish command adds around its data:
+// the method, the channel name, an idempotency key and some tags.
+const messageOverhead = 1024
+
+// Validate reports every invalid option at once, each error naming the option
+// as it is written in a config file.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
+		bad("addr", "%q is not host:port", c.Addr)
+	}
+	switch c.Engine {
+	case EngineDurable:
+		if c.DataDir == "" {
+			bad("data_dir", "required by the durable engine")
+		}
+	case EngineMemory:
+	default:
+		bad("engine", "%q is not %q or %q", c.Engine, EngineDurable, EngineMemory)
+	}
+	if strings.ContainsAny(c.APIKey, " \t\r\n") {
+		bad("api_key", "must not contain whitespace: it is sent in an HTTP header")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		bad("log_level", "%q is not debug, info, warn or error", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("log_format", "%q is not text or json", c.LogFormat)
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"shutdown_timeout", c.ShutdownTimeout},
+		{"ping_interval", c.PingInterval},
+		{"pong_timeout", c.PongTimeout},
+		{"connect_timeout", c.ConnectTimeout},
+		{"idempotency_ttl", c.IdempotencyTTL},
+		{"write_timeout", c.WriteTimeout},
+		{"presence_ttl", c.PresenceTTL},
+		{"sse.keep_alive", c.SSE.KeepAlive},
+		{"sse.retry", c.SSE.Retry},
+	} {
+		if d.v <= 0 {
+			bad(d.key, "must be a positive duration, got %v", d.v)
+		}
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+	}{
+		{"max_queue_bytes", c.MaxQueueBytes},
+		{"max_channels_per_connection", c.MaxChannelsPerConnection},
+		{"max_publication_size", c.MaxPublicationSize},
+		{"max_message_size", c.MaxMessageSize},
+		{"max_recovered_publications", c.MaxRecoveredPublications},
+		{"max_history_limit", c.MaxHistoryLimit},
+	} {
+		if n.v <= 0 {
+			bad(n.key, "must be positive, got %d", n.v)
+		}
+	}
+	if c.MaxPublicationSize > 0 && c.MaxMessageSize < c.MaxPublicationSize+messageOverhead {
+		bad("max_message_size", "%d cannot carry a publish command of max_publication_size %d: make it at least %d",
+			c.MaxMessageSize, c.MaxPublicationSize, c.MaxPublicationSize+messageOverhead)
+	}
+	if c.MaxQueueBytes > 0 && c.MaxQueueBytes < c.MaxPublicationSize {
+		bad("max_queue_bytes", "%d cannot hold one publication of max_publication_size %d", c.MaxQueueBytes, c.MaxPublicationSize)
+	}
+	if c.PresenceTTL > 0 && (c.PresenceTTL <= c.PingInterval || c.PresenceTTL <= c.SSE.KeepAlive) {
+		bad("presence_ttl", "%v must exceed ping_interval (%v) and sse.keep_alive (%v), which refresh presence, or present clients expire",
+			c.PresenceTTL, c.PingInterval, c.SSE.KeepAlive)
+	}
+	for _, o := range c.AllowedOrigins {
+		if o == "*" {
+			continue
+		}
+		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			bad("allowed_origins", "%q is not \"*\" or scheme://host[:port]", o)
+		}
+	}
+	seen := make(map[string]bool, len(c.Namespaces))
+	for i, ns := range c.Namespaces {
+		if err := ns.Validate(); err != nil {
+			bad(fmt.Sprintf("namespaces[%d]", i), "%v", err)
+		}
+		if seen[ns.Name] {
+			bad(fmt.Sprintf("namespaces[%d]", i), "namespace %q defined twice", ns.Name)
+		}
+		seen[ns.Name] = true
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid configuration:\n%w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// namespaces is the namespace list the node gets: the configured one, or
+// when there is none outside dev mode, a closed default namespace, so that
+// a server started without configuration exposes nothing to clients.
+func (c *Config) namespaces() []node.NamespaceOptions {
+	if len(c.Namespaces) == 0 && !c.Dev {
+		return []node.NamespaceOptions{{Name: ""}}
+	}
+	return c.Namespaces
+}

@@ -1,0 +1,118 @@
+package server
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// option describes one Config option for humans: generated config files,
+// flag help and the environment mapping all come from this table, and a test
+// checks it lists exactly Config's koanf keys.
+type option struct {
+	// key is the option's name in a file; "." separates a section.
+	key string
+	// flag is the `herald serve` flag that sets it, if any.
+	flag string
+	help string
+}
+
+// envPrefix starts every environment variable Load reads.
+const envPrefix = "HERALD_"
+
+// envConfigFile is the environment variable naming the config file. It is
+// read by the command line, not by Load, which only skips it.
+const envConfigFile = envPrefix + "CONFIG"
+
+// optionTable lists every option in the order generated files show them.
+func optionTable() []option {
+	return []option{
+		{key: "addr", flag: "addr", help: "Address to listen on, host:port. Port 0 picks a free port; the startup log line reports it."},
+		{key: "data_dir", flag: "data-dir", help: "Directory of the durable engine's store. Unused by the memory engine."},
+		{key: "engine", flag: "engine", help: `Storage engine: "durable" keeps history on disk across restarts; "memory" loses it on exit.`},
+		{key: "api_key", flag: "api-key", help: `Key for the server API (/api/...), sent as "Authorization: apikey <key>". Empty disables the API, except in dev mode, where it is open to anyone.`},
+		{key: "dev", flag: "dev", help: "Development mode: namespaces not listed below are open to anyone, with history and presence, and the server API needs no key when api_key is empty. Never in production."},
+		{key: "name", help: "Name of this node in the info API. Empty means the host name."},
+		{key: "log_level", flag: "log-level", help: "Log level: debug, info, warn or error."},
+		{key: "log_format", help: "Log format: text or json."},
+		{key: "shutdown_timeout", help: "How long a graceful shutdown waits for clients to leave before closing their connections."},
+		{key: "ping_interval", help: "How often WebSocket clients are pinged; they must answer within pong_timeout or are disconnected."},
+		{key: "pong_timeout", help: "How long a WebSocket client may take to answer a ping."},
+		{key: "connect_timeout", help: "How long a new WebSocket connection may take to send its connect command."},
+		{key: "max_queue_bytes", help: "Bytes queued for one slow client before it is disconnected (it then resumes from history)."},
+		{key: "max_channels_per_connection", help: "Subscriptions per connection, and channels per SSE stream or poll."},
+		{key: "max_publication_size", help: "Largest publication data accepted, in bytes."},
+		{key: "max_message_size", help: "Largest inbound WebSocket message, in bytes; at least max_publication_size + 1024."},
+		{key: "max_recovered_publications", help: "Most publications one resubscribe may recover; beyond it the client is told to reload its state."},
+		{key: "max_history_limit", help: "Most publications returned by one history call or poll answer per channel."},
+		{key: "idempotency_ttl", help: "How long an idempotency key is remembered, so a retried publish is not stored twice."},
+		{key: "write_timeout", help: "How long one write to a WebSocket or SSE client may take before the client is dropped."},
+		{key: "presence_ttl", help: "How long a presence entry lives without refresh; must exceed ping_interval and sse.keep_alive."},
+		{key: "allowed_origins", help: `Origins (scheme://host[:port]) whose pages may open WebSocket connections besides this server's own; "*" allows any. In the environment: comma-separated.`},
+		{key: "sse.keep_alive", help: "Interval of SSE keep-alive comments, which stop proxies from closing idle streams."},
+		{key: "sse.retry", help: "Reconnect delay suggested to SSE clients (EventSource)."},
+		{key: "namespaces", help: `Channel options by namespace, the part of a channel name before ':'; the namespace "" holds channels without a colon. Access values: nobody, authenticated, anyone (unset denies). Empty list: dev mode opens everything; otherwise only a closed default namespace exists. In the environment: a JSON array.`},
+	}
+}
+
+// envName is the environment variable of a config key: "sse.keep_alive" is
+// HERALD_SSE__KEEP_ALIVE.
+func envName(key string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "__"))
+}
+
+// keyOfEnv is envName's inverse; it does not check that the key exists.
+func keyOfEnv(name string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, envPrefix)), "__", ".")
+}
+
+// field returns the field of cfg that key names, following koanf tags.
+func field(cfg *Config, key string) (reflect.Value, bool) {
+	v := reflect.ValueOf(cfg).Elem()
+	for _, part := range strings.Split(key, ".") {
+		f, ok := fieldByTag(v.Type(), part)
+		if !ok {
+			return reflect.Value{}, false
+		}
+		v = v.FieldByIndex(f.Index)
+	}
+	return v, true
+}
+
+// fieldByTag finds the struct field of t whose koanf tag is name.
+func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
+	// "-" marks fields that no source may set.
+	if t.Kind() != reflect.Struct || name == "-" {
+		return reflect.StructField{}, false
+	}
+	for i := range t.NumField() {
+		if f := t.Field(i); f.Tag.Get("koanf") == name {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+// AddFlags defines on fs the `herald serve` flags that set options, with the
+// defaults of Defaults. Load reads back only the flags the user set, so the
+// defaults shown here never override a file or the environment.
+func AddFlags(fs *pflag.FlagSet) {
+	def := Defaults()
+	for _, o := range optionTable() {
+		if o.flag == "" {
+			continue
+		}
+		v, _ := field(&def, o.key)
+		usage := fmt.Sprintf("%s (env %s)", o.help, envName(o.key))
+		switch v.Kind() {
+		case reflect.String:
+			fs.String(o.flag, v.String(), usage)
+		case reflect.Bool:
+			fs.Bool(o.flag, v.Bool(), usage)
+		default:
+			panic(fmt.Sprintf("server: no flag type for option %s of kind %s", o.key, v.Kind()))
+		}
+	}
+}

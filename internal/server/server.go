@@ -1,0 +1,299 @@
+// Package server assembles a Herald server from its configuration: the
+// engine, the node, the transports, the APIs and the demo page behind one
+// HTTP listener, with graceful shutdown. It also loads and writes the
+// configuration (Load, WriteConfig).
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldrt/herald/internal/api"
+	"github.com/heraldrt/herald/internal/engine"
+	"github.com/heraldrt/herald/internal/engine/durable"
+	"github.com/heraldrt/herald/internal/engine/memory"
+	"github.com/heraldrt/herald/internal/node"
+	"github.com/heraldrt/herald/internal/transport/poll"
+	"github.com/heraldrt/herald/internal/transport/sse"
+	"github.com/heraldrt/herald/internal/transport/websocket"
+	"github.com/heraldrt/herald/web"
+)
+
+// Server is one Herald node behind an HTTP listener. Create it with New and
+// call Run exactly once: Run releases everything New acquired (the store's
+// lock among them), even when its context is already done.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	engine engine.Engine
+	node   *node.Node
+	ws     *websocket.Server
+	http   *http.Server
+
+	ran      atomic.Bool
+	draining atomic.Bool
+	ready    chan struct{}
+	// addr is written once, before ready is closed.
+	addr string
+}
+
+// New validates cfg and builds the server: it opens the engine (the durable
+// store in cfg.DataDir) and wires the node, transports and handlers. It
+// listens only in Run.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = cfg.NewLogger(os.Stderr)
+	}
+	for _, name := range unknownEnv(os.Environ()) {
+		log.Warn("ignoring unknown environment variable", "name", name)
+	}
+	if cfg.Name == "" {
+		cfg.Name, _ = os.Hostname()
+	}
+	eng, err := openEngine(&cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, engine: eng, ready: make(chan struct{})}
+	if err := s.wire(); err != nil {
+		// Nothing has started yet; only the engine holds resources.
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		return nil, errors.Join(err, eng.Close(ctx))
+	}
+	return s, nil
+}
+
+func openEngine(cfg *Config, log *slog.Logger) (engine.Engine, error) {
+	switch cfg.Engine {
+	case EngineMemory:
+		return memory.New(memory.Config{PresenceTTL: cfg.PresenceTTL}), nil
+	default:
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		e, err := durable.Open(ctx, durable.Config{Dir: cfg.DataDir, PresenceTTL: cfg.PresenceTTL, Logger: log.With("component", "store")})
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		return e, nil
+	}
+}
+
+// wire builds the node, the transports and the routes.
+func (s *Server) wire() error {
+	cfg := &s.cfg
+	n, err := node.New(node.Config{
+		Engine:                   s.engine,
+		Namespaces:               cfg.namespaces(),
+		Dev:                      cfg.Dev,
+		Name:                     cfg.Name,
+		Version:                  version(),
+		Logger:                   s.log,
+		PingInterval:             cfg.PingInterval,
+		PongTimeout:              cfg.PongTimeout,
+		ConnectTimeout:           cfg.ConnectTimeout,
+		MaxQueueBytes:            cfg.MaxQueueBytes,
+		MaxChannelsPerSession:    cfg.MaxChannelsPerConnection,
+		MaxPublicationSize:       cfg.MaxPublicationSize,
+		MaxRecoveredPublications: cfg.MaxRecoveredPublications,
+		MaxHistoryLimit:          cfg.MaxHistoryLimit,
+		IdempotencyTTL:           cfg.IdempotencyTTL,
+	})
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	s.node = n
+	s.ws, err = websocket.New(websocket.Config{
+		Node:           n,
+		Logger:         s.log.With("transport", "websocket"),
+		MaxMessageSize: cfg.MaxMessageSize,
+		CheckOrigin:    originChecker(cfg.Dev, cfg.AllowedOrigins),
+		WriteTimeout:   cfg.WriteTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("server: websocket: %w", err)
+	}
+	// Bodies hold one publication plus its envelope; a broadcast's channel
+	// list can add up to api.MaxBroadcastChannels names.
+	publishBody := int64(cfg.MaxPublicationSize) + 16<<10
+	mux := http.NewServeMux()
+	mux.Handle("/ws", s.ws)
+	mux.Handle("/sse", sse.New(sse.Config{
+		Node:         n,
+		Logger:       s.log.With("transport", "sse"),
+		KeepAlive:    cfg.SSE.KeepAlive,
+		Retry:        cfg.SSE.Retry,
+		WriteTimeout: cfg.WriteTimeout,
+	}))
+	mux.Handle("/poll", poll.New(poll.Config{Node: n, Logger: s.log.With("transport", "poll")}))
+	mux.Handle("/publish", api.NewPublishHandler(api.PublishConfig{Node: n, MaxBodyBytes: publishBody}))
+	mux.Handle(api.Prefix, api.New(api.Config{
+		Node:         n,
+		Key:          cfg.APIKey,
+		Dev:          cfg.Dev,
+		Logger:       s.log,
+		MaxBodyBytes: publishBody + api.MaxBroadcastChannels*256,
+	}))
+	mux.HandleFunc("/healthz", s.healthz)
+	mux.Handle("/", web.Handler())
+	s.http = &http.Server{
+		Handler: mux,
+		// No WriteTimeout: SSE streams and long polls are long-lived
+		// responses; their transports bound each write themselves.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	return nil
+}
+
+// healthz answers 200 while the server serves and 503 once it drains, so a
+// load balancer stops sending clients to a node that is shutting down.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if s.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"draining"}` + "\n"))
+		return
+	}
+	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+}
+
+// Ready is closed once the server listens; Addr is set from then on.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the address the server listens on, with the port it was given
+// when Config.Addr asked for port 0. It is empty until Ready is closed.
+func (s *Server) Addr() string {
+	select {
+	case <-s.ready:
+		return s.addr
+	default:
+		return ""
+	}
+}
+
+// Run starts the node and the transports, listens on Config.Addr and serves
+// until ctx is done, then shuts down gracefully within
+// Config.ShutdownTimeout. It returns nil after a clean shutdown, and an
+// error when the server could not start, stopped serving on its own, or
+// did not shut down cleanly. It must be called once.
+func (s *Server) Run(ctx context.Context) error {
+	if !s.ran.CompareAndSwap(false, true) {
+		return errors.New("server: Run called twice")
+	}
+	if ctx.Err() != nil {
+		return s.release() // asked to stop before serving anything
+	}
+	// Listening first means a busy port fails before anything has started.
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return errors.Join(fmt.Errorf("server: listen: %w", err), s.release())
+	}
+	if err := s.start(ctx); err != nil {
+		_ = ln.Close()
+		return errors.Join(err, s.release())
+	}
+	s.addr = ln.Addr().String()
+	close(s.ready)
+	s.log.Info("herald listening", "addr", s.addr, "engine", s.cfg.Engine, "dev", s.cfg.Dev, "node", s.node.ID())
+
+	served := make(chan error, 1)
+	go func() { served <- s.http.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
+	case err := <-served:
+		served <- err // Serve failed on its own; shutdownServing reports it
+	}
+	if err := s.shutdownServing(served); err != nil {
+		return err
+	}
+	s.log.Info("shut down cleanly")
+	return nil
+}
+
+// start starts the node and the WebSocket server, which the routes need
+// before the first request. A failed websocket Start leaves nothing to stop.
+func (s *Server) start(ctx context.Context) error {
+	if err := s.node.Start(ctx); err != nil {
+		return fmt.Errorf("server: start node: %w", err)
+	}
+	if err := s.ws.Start(); err != nil {
+		return fmt.Errorf("server: start websocket: %w", err)
+	}
+	return nil
+}
+
+// shutdownServing stops a serving server within the shutdown timeout. The
+// HTTP server stops accepting and finishes plain requests while the node
+// tells every session to reconnect (close code 4000) and waits for the
+// transports to end them: http.Server.Shutdown knows nothing of hijacked
+// WebSocket connections, and would wait on SSE streams until they end.
+// served yields Serve's result.
+func (s *Server) shutdownServing(served <-chan error) error {
+	s.draining.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	var httpErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := s.http.Shutdown(ctx); err != nil {
+			// Whatever is still open after the timeout is cut off.
+			httpErr = errors.Join(fmt.Errorf("server: http shutdown: %w", err), s.http.Close())
+		}
+	})
+	err := s.stop(ctx, true)
+	wg.Wait()
+	if serveErr := <-served; !errors.Is(serveErr, http.ErrServerClosed) {
+		err = errors.Join(fmt.Errorf("server: serve: %w", serveErr), err)
+	}
+	return errors.Join(err, httpErr)
+}
+
+// release frees what New acquired and start may have started when Run ends
+// before serving; the WebSocket server is not running then.
+func (s *Server) release() error {
+	s.draining.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	return s.stop(ctx, false)
+}
+
+// stop ends every session and closes the engine (node.Shutdown does both),
+// then stops the WebSocket server when it was started.
+func (s *Server) stop(ctx context.Context, wsStarted bool) error {
+	var errs []error
+	if err := s.node.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("server: node shutdown: %w", err))
+	}
+	if wsStarted {
+		if err := s.ws.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("server: websocket shutdown: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// version is the main module's version from the build, "dev" for a build
+// from a work tree.
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

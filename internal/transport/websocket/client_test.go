@@ -1,0 +1,139 @@
+package websocket
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/heraldrt/herald/internal/engine/memory"
+	"github.com/heraldrt/herald/internal/node"
+	"github.com/heraldrt/herald/internal/protocol"
+)
+
+// recordingSocket is a socket that keeps what is written to it.
+type recordingSocket struct {
+	mu     sync.Mutex
+	msgs   []string
+	closed *protocol.Disconnect
+}
+
+func (r *recordingSocket) writeText(p []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, string(p))
+	return nil
+}
+func (r *recordingSocket) blocked() bool { return false }
+func (r *recordingSocket) closeWith(code uint16, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = &protocol.Disconnect{Code: code, Reason: reason}
+}
+func (r *recordingSocket) abort() {}
+
+func (r *recordingSocket) closeFrame() *protocol.Disconnect {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
+
+func TestWriteItemsCoalesces(t *testing.T) {
+	f := func(c byte, n int) string { return strings.Repeat(string(c), n) }
+	tests := []struct {
+		name   string
+		frames []string
+		want   []string
+	}{
+		{"small frames share a message", []string{"a", "b", "c"}, []string{"a\nb\nc"}},
+		{"exactly the cap", []string{f('a', 49), f('b', 50)}, []string{f('a', 49) + "\n" + f('b', 50)}},
+		{"one byte over the cap", []string{f('a', 50), f('b', 50)}, []string{f('a', 50), f('b', 50)}},
+		{"split at the cap", []string{f('a', 40), f('b', 40), f('c', 40)}, []string{f('a', 40) + "\n" + f('b', 40), f('c', 40)}},
+		{"a large frame goes alone", []string{"x", f('L', 150), "y"}, []string{"x", f('L', 150), "y"}},
+		{"nothing to write", nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &client{srv: &Server{maxCoalesced: 100}}
+			buf := &flushBuffer{msg: make([]byte, 0, 8)}
+			for _, fr := range tt.frames {
+				buf.items = append(buf.items, node.Item{Frame: []byte(fr)})
+			}
+			sock := &recordingSocket{}
+			if err := c.writeItems(sock, buf); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(sock.msgs, "|") != strings.Join(tt.want, "|") || len(sock.msgs) != len(tt.want) {
+				t.Fatalf("messages %q, want %q", sock.msgs, tt.want)
+			}
+		})
+	}
+}
+
+func TestWriteItemsDoesNotModifySharedFrames(t *testing.T) {
+	// Frames are shared between all subscribers of a channel.
+	shared := []byte(`{"type":"publication"}`)
+	orig := bytes.Clone(shared)
+	c := &client{srv: &Server{maxCoalesced: 1 << 10}}
+	buf := &flushBuffer{items: []node.Item{{Frame: shared[:len(shared):len(shared)]}, {Frame: shared}}}
+	if err := c.writeItems(&recordingSocket{}, buf); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(shared, orig) {
+		t.Fatalf("shared frame changed to %q", shared)
+	}
+}
+
+func TestCloseReasonFitsAControlFrame(t *testing.T) {
+	if got := closeReason("short"); got != "short" {
+		t.Fatalf("closeReason(short) = %q", got)
+	}
+	long := strings.Repeat("é", 100) // 200 bytes of two-byte runes
+	got := closeReason(long)
+	if len(got) > maxCloseReason || !utf8.ValidString(got) || !strings.HasPrefix(long, got) {
+		t.Fatalf("closeReason gave %d bytes, valid UTF-8 %v", len(got), utf8.ValidString(got))
+	}
+}
+
+func TestInboxOverflowDisconnects(t *testing.T) {
+	n, err := node.New(node.Config{Engine: memory.New(memory.Config{}), Dev: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Shutdown(context.Background()); err != nil {
+			t.Errorf("node shutdown: %v", err)
+		}
+	})
+	// A command pool that never runs stands for an engine stuck on every call.
+	srv := &Server{commands: newPool(0), writers: newPool(1), maxCoalesced: 1 << 10, maxInboxBytes: 1 << 20, log: discardLogger()}
+	c := &client{srv: srv}
+	sess, err := n.NewSession(c, node.SessionOptions{Bidirectional: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.sess = sess
+	defer sess.Finish()
+	sock := &recordingSocket{}
+	c.attach(sock)
+
+	for i := 0; i <= maxInboxFrames; i++ {
+		c.text([]byte(`{"id":1,"method":"ping"}`))
+	}
+	waitFor(t, 5*time.Second, "the close frame", func() bool { return sock.closeFrame() != nil })
+	if d := sock.closeFrame(); d.Code != protocol.DisconnectBadRequest.Code {
+		t.Fatalf("closed with %+v", d)
+	}
+	c.mu.Lock()
+	queued := len(c.inbox)
+	c.mu.Unlock()
+	if queued != 0 {
+		t.Fatalf("%d frames still queued after the close", queued)
+	}
+}
