@@ -71,6 +71,7 @@ type HistoryResult struct {
 }
 
 // PresenceStats counts a channel's present clients and distinct users.
+// Anonymous clients (empty user) count as clients, never as users.
 type PresenceStats struct {
 	NumClients int
 	NumUsers   int

@@ -246,11 +246,35 @@ func (n *Node) publish(ctx context.Context, ns NamespaceOptions, req protocol.Pu
 	if len(req.IdempotencyKey) > 128 {
 		return protocol.PublishResult{}, protocol.ErrBadRequest.With("idempotency_key longer than 128 bytes")
 	}
+	if err := checkTags(req.Tags); err != nil {
+		return protocol.PublishResult{}, err
+	}
 	pos, err := n.engine.Publish(ctx, req.Channel, data, n.publishOptions(ns, req.Ephemeral, req.IdempotencyKey, info, req.Tags))
 	if err != nil {
 		return protocol.PublishResult{}, n.engineError("publish", err)
 	}
 	return protocol.PublishResult{Offset: pos.Offset, Epoch: pos.Epoch}, nil
+}
+
+// Tag limits: tags travel with every copy of a publication, in history and
+// in every push, so they are kept small.
+const (
+	MaxTags     = 32
+	MaxTagBytes = 4096
+)
+
+func checkTags(tags map[string]string) error {
+	if len(tags) > MaxTags {
+		return protocol.ErrLimitExceeded.With("%d tags, at most %d", len(tags), MaxTags)
+	}
+	size := 0
+	for k, v := range tags {
+		size += len(k) + len(v)
+	}
+	if size > MaxTagBytes {
+		return protocol.ErrLimitExceeded.With("tags take %d bytes, at most %d", size, MaxTagBytes)
+	}
+	return nil
 }
 
 // History reads a channel's history on behalf of the server API.

@@ -569,3 +569,28 @@ func TestPollResponseIsBoundedInBytes(t *testing.T) {
 		since = res.Next
 	}
 }
+
+func TestPublishValidation(t *testing.T) {
+	n := newTestNode(t, Config{MaxPublicationSize: 1024})
+	manyTags := map[string]string{}
+	for i := range MaxTags + 1 {
+		manyTags[fmt.Sprint(i)] = "v"
+	}
+	for name, tc := range map[string]struct {
+		req  protocol.PublishRequest
+		code uint32
+	}{
+		"invalid channel": {protocol.PublishRequest{Channel: "a b", Data: json.RawMessage(`1`)}, protocol.ErrInvalidChannel.Code},
+		"invalid json":    {protocol.PublishRequest{Channel: "a", Data: json.RawMessage(`{`)}, protocol.ErrBadRequest.Code},
+		"no data":         {protocol.PublishRequest{Channel: "a"}, protocol.ErrBadRequest.Code},
+		"too large":       {protocol.PublishRequest{Channel: "a", Data: json.RawMessage(`"` + strings.Repeat("x", 1024) + `"`)}, protocol.ErrMessageTooLarge.Code},
+		"too many tags":   {protocol.PublishRequest{Channel: "a", Data: json.RawMessage(`1`), Tags: manyTags}, protocol.ErrLimitExceeded.Code},
+		"tags too large":  {protocol.PublishRequest{Channel: "a", Data: json.RawMessage(`1`), Tags: map[string]string{"k": strings.Repeat("v", MaxTagBytes)}}, protocol.ErrLimitExceeded.Code},
+		"long idem key":   {protocol.PublishRequest{Channel: "a", Data: json.RawMessage(`1`), IdempotencyKey: strings.Repeat("k", 129)}, protocol.ErrBadRequest.Code},
+	} {
+		_, err := n.Publish(context.Background(), tc.req)
+		if got := protocol.AsError(err); err == nil || got.Code != tc.code {
+			t.Errorf("%s: error %v, want code %d", name, err, tc.code)
+		}
+	}
+}

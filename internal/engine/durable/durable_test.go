@@ -3,6 +3,7 @@ package durable_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -90,5 +91,28 @@ func TestReopenContinues(t *testing.T) {
 			t.Fatalf("%s: publish after reopen at %+v (%v), want offset %d in epoch %q",
 				ch, pos, err, want.Position.Offset+1, want.Position.Epoch)
 		}
+	}
+}
+
+// A second Open of a store in use fails cleanly: no goroutine is left
+// behind (the suite's leak check runs after this test too) and the first
+// engine keeps working.
+func TestOpenLockedStoreFails(t *testing.T) {
+	dir := t.TempDir()
+	first, err := durable.Open(context.Background(), durable.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close(context.Background())
+	before := runtime.NumGoroutine()
+	if second, err := durable.Open(context.Background(), durable.Config{Dir: dir}); err == nil {
+		second.Close(context.Background())
+		t.Fatal("second Open of a locked store succeeded")
+	}
+	if after := runtime.NumGoroutine(); after > before {
+		t.Fatalf("failed Open left %d goroutines behind", after-before)
+	}
+	if _, err := first.Publish(context.Background(), "still:works", []byte(`1`), engine.PublishOptions{HistorySize: 10, HistoryTTL: time.Minute}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -13,11 +13,13 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/heraldrt/herald/internal/engine"
 	"github.com/heraldrt/herald/internal/engine/memory"
@@ -48,6 +50,8 @@ type Config struct {
 // delivered to the handler are shared and must not be modified; History
 // returns fresh copies.
 type Engine struct {
+	// lock is the store directory's lock, held from Open until Close.
+	lock  *pebble.Lock
 	db    *pebble.DB
 	live  *memory.Engine
 	cache channelCache
@@ -75,12 +79,22 @@ func Open(_ context.Context, cfg Config) (*Engine, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	db, err := pebble.Open(cfg.Dir, &pebble.Options{Logger: pebbleLogger{logger}})
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("durable: open: %w", err)
+	}
+	// Take the directory lock before Pebble starts anything: a pebble.Open
+	// that fails on a held lock leaves a background goroutine behind.
+	lock, err := pebble.LockDirectory(cfg.Dir, vfs.Default)
 	if err != nil {
-		return nil, fmt.Errorf("durable: open %s: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("durable: open %s: store in use by another process? %w", cfg.Dir, err)
+	}
+	db, err := pebble.Open(cfg.Dir, &pebble.Options{Logger: pebbleLogger{logger}, Lock: lock})
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("durable: open %s: %w", cfg.Dir, err), lock.Close())
 	}
 	e := &Engine{
 		db:        db,
+		lock:      lock,
 		live:      memory.New(memory.Config{PresenceTTL: cfg.PresenceTTL}),
 		stopSweep: make(chan struct{}),
 		swept:     make(chan struct{}),
@@ -108,7 +122,7 @@ func (e *Engine) Close(ctx context.Context) error {
 		e.w.close()
 		e.mu.Lock()
 		e.closed = true
-		e.closeErr = e.db.Close()
+		e.closeErr = errors.Join(e.db.Close(), e.lock.Close())
 		e.mu.Unlock()
 		_ = e.live.Close(ctx) // never fails
 		if e.closeErr != nil {

@@ -62,17 +62,18 @@ func (s *suite) testPresence(t *testing.T) {
 	e, _ := s.start(t)
 	ch := channelName("presence")
 	ctx := t.Context()
-	for _, c := range []protocol.ClientInfo{client("c1", "u1"), client("c2", "u1"), client("c3", "u2")} {
+	for _, c := range []protocol.ClientInfo{client("c1", "u1"), client("c2", "u1"), client("c3", "u2"), client("anon", "")} {
 		if err := e.AddPresence(ctx, ch, c); err != nil {
 			t.Fatalf("AddPresence: %v", err)
 		}
 	}
 	p := presenceOf(t, e, ch)
-	if len(p) != 3 || p["c2"].User != "u1" || string(p["c3"].Info) != `{"id":"c3"}` {
-		t.Fatalf("presence %+v, want c1, c2 (u1) and c3 (u2)", p)
+	if len(p) != 4 || p["c2"].User != "u1" || string(p["c3"].Info) != `{"id":"c3"}` || p["anon"].User != "" {
+		t.Fatalf("presence %+v, want c1, c2 (u1), c3 (u2) and anon", p)
 	}
-	if st := presenceStats(t, e, ch); st != (engine.PresenceStats{NumClients: 3, NumUsers: 2}) {
-		t.Fatalf("stats %+v, want 3 clients, 2 users", st)
+	// Anonymous clients are clients, not users.
+	if st := presenceStats(t, e, ch); st != (engine.PresenceStats{NumClients: 4, NumUsers: 2}) {
+		t.Fatalf("stats %+v, want 4 clients, 2 users", st)
 	}
 
 	// Adding a present client again refreshes it: still one entry.
@@ -80,11 +81,11 @@ func (s *suite) testPresence(t *testing.T) {
 	if err := e.AddPresence(ctx, ch, refreshed); err != nil {
 		t.Fatalf("AddPresence: %v", err)
 	}
-	if p := presenceOf(t, e, ch); len(p) != 3 || string(p["c3"].Info) != `{"v":2}` {
-		t.Fatalf("after refresh: presence %+v, want 3 clients with c3's new info", p)
+	if p := presenceOf(t, e, ch); len(p) != 4 || string(p["c3"].Info) != `{"v":2}` {
+		t.Fatalf("after refresh: presence %+v, want 4 clients with c3's new info", p)
 	}
 
-	for _, id := range []string{"c2", "c1", "absent"} {
+	for _, id := range []string{"c2", "c1", "anon", "absent"} {
 		if err := e.RemovePresence(ctx, ch, id); err != nil {
 			t.Fatalf("RemovePresence(%s): %v", id, err)
 		}

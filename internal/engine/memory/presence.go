@@ -130,7 +130,9 @@ func (e *Engine) PresenceStats(ctx context.Context, channel string) (engine.Pres
 	for _, c := range s.m[channel] {
 		if c.expires > now {
 			st.NumClients++
-			users[c.info.User] = struct{}{}
+			if c.info.User != "" {
+				users[c.info.User] = struct{}{}
+			}
 		}
 	}
 	st.NumUsers = len(users)

@@ -7,6 +7,7 @@ package sse
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -107,6 +108,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	t := &transport{wake: make(chan struct{}, 1)}
 	sess, err := h.cfg.Node.NewSession(t, node.SessionOptions{})
+	if errors.Is(err, protocol.ErrShuttingDown) {
+		// A draining node answers with a stream that says "reconnect": an
+		// HTTP error would make EventSource give up for good, while its
+		// retry reaches the restarted node or another one.
+		d := protocol.DisconnectShutdown
+		newStream(w, &h.cfg, channels, resume).end(&d)
+		return
+	}
 	if err != nil {
 		protocol.WriteHTTPError(w, err)
 		return

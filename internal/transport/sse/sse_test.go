@@ -526,8 +526,12 @@ func TestShutdownDisconnects(t *testing.T) {
 	if err := <-shutdown; err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
-	if status, code := e.errorResponse("GET", "channel=a", nil); status != 503 || code != protocol.ErrShuttingDown.Code {
-		t.Fatalf("connect while draining: %d code %d", status, code)
+	// A new stream on the draining node is told to reconnect, not refused
+	// with an HTTP error that would stop EventSource for good.
+	late := e.dial("channel=a", nil)
+	ev = late.next()
+	if ev.Name != "disconnect" || json.Unmarshal([]byte(ev.Data), &d) != nil || d.Disconnect != protocol.DisconnectShutdown {
+		t.Fatalf("connect while draining: %+v", ev)
 	}
 }
 
