@@ -187,4 +187,11 @@ func TestSignal(t *testing.T) {
 	if !strings.Contains(h.Log(), "shut down cleanly") {
 		t.Errorf("no clean shutdown line:\n%s", h.Log())
 	}
+	// Everything the server writes is structured: no library prints its own
+	// lines to stdout.
+	for _, line := range strings.Split(strings.TrimSpace(h.Log()), "\n") {
+		if !strings.HasPrefix(line, "time=") {
+			t.Errorf("unstructured output line: %q", line)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/heraldrt/herald/internal/server"
+	"github.com/heraldrt/herald/internal/transport/websocket"
 )
 
 const serveIntro = `Usage: herald serve [flags]
@@ -40,6 +41,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	log := cfg.NewLogger(stderr)
 	cfg.Logger = log
+	websocket.RouteLibraryLogs(log)
 	srv, err := server.New(cfg)
 	if err != nil {
 		log.Error("cannot start", "err", err)

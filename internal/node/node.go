@@ -57,7 +57,8 @@ type Config struct {
 	// recovered=false.
 	MaxRecoveredPublications int
 	// MaxHistoryLimit caps publications per history request and per poll
-	// response channel (1,000).
+	// response channel (1,000). A history reply also stops at half of
+	// MaxQueueBytes; clients page with a since position.
 	MaxHistoryLimit int
 	// IdempotencyTTL is how long an idempotency key is remembered (5m).
 	IdempotencyTTL time.Duration
@@ -121,6 +122,9 @@ func New(cfg Config) (*Node, error) {
 		return nil, errors.New("node: Config.Engine is required")
 	}
 	cfg.setDefaults()
+	if cfg.PongTimeout >= cfg.PingInterval {
+		return nil, fmt.Errorf("node: pong timeout %v must be shorter than ping interval %v", cfg.PongTimeout, cfg.PingInterval)
+	}
 	ns, err := newNamespaces(cfg.Namespaces, cfg.Dev)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -319,9 +323,16 @@ func (n *Node) history(ctx context.Context, ns NamespaceOptions, req protocol.Hi
 	if req.Since != nil && req.Since.Epoch != res.Position.Epoch {
 		return protocol.HistoryResult{}, protocol.ErrInvalidPosition.With("epoch %q is not the channel's current epoch %q", req.Since.Epoch, res.Position.Epoch)
 	}
-	out := protocol.HistoryResult{Publications: make([]protocol.Publication, len(res.Publications)), Epoch: res.Position.Epoch, Offset: res.Position.Offset}
-	for i, p := range res.Publications {
-		out.Publications[i] = *p
+	// Bound the reply in bytes too: it travels through a session's queue. A
+	// reply always holds at least one publication; callers page with Since.
+	out := protocol.HistoryResult{Publications: make([]protocol.Publication, 0, len(res.Publications)), Epoch: res.Position.Epoch, Offset: res.Position.Offset}
+	budget := n.cfg.MaxQueueBytes / 2
+	for _, p := range res.Publications {
+		if budget <= 0 && len(out.Publications) > 0 {
+			break
+		}
+		budget -= len(p.Data) + len(p.Channel) + 64
+		out.Publications = append(out.Publications, *p)
 	}
 	return out, nil
 }

@@ -323,7 +323,7 @@ func TestSlowConsumerIsDisconnectedOthersContinue(t *testing.T) {
 }
 
 func TestBidirectionalCommandsAndHeartbeat(t *testing.T) {
-	n := newTestNode(t, Config{PingInterval: 30 * time.Millisecond, PongTimeout: 30 * time.Millisecond})
+	n := newTestNode(t, Config{PingInterval: 30 * time.Millisecond, PongTimeout: 20 * time.Millisecond})
 	p := openSession(t, n, SessionOptions{Bidirectional: true})
 	ctx := context.Background()
 	p.s.HandleFrame(ctx, command(1, "subscribe", map[string]any{"channel": "x"}))
@@ -592,5 +592,60 @@ func TestPublishValidation(t *testing.T) {
 		if got := protocol.AsError(err); err == nil || got.Code != tc.code {
 			t.Errorf("%s: error %v, want code %d", name, err, tc.code)
 		}
+	}
+}
+
+func TestConfigRejectsPongTimeoutNotShorterThanPing(t *testing.T) {
+	e := memory.New(memory.Config{})
+	defer e.Close(context.Background())
+	_, err := New(Config{Engine: e, PingInterval: time.Second, PongTimeout: time.Second})
+	if err == nil {
+		t.Fatal("pong timeout equal to the ping interval accepted")
+	}
+}
+
+// A client that answers every ping stays connected across many intervals.
+func TestAnsweredPingsKeepSessionAlive(t *testing.T) {
+	n := newTestNode(t, Config{PingInterval: 20 * time.Millisecond, PongTimeout: 15 * time.Millisecond})
+	p := openSession(t, n, SessionOptions{Bidirectional: true})
+	p.s.HandleFrame(context.Background(), command(1, "connect", nil))
+	pings := func() int {
+		c := 0
+		for _, it := range p.items() {
+			if it.Push == protocol.PushPing {
+				c++
+			}
+		}
+		return c
+	}
+	for answered := 0; answered < 10; answered++ {
+		waitFor(t, "a ping", func() bool { return pings() > answered || p.disconnect() != nil })
+		if d := p.disconnect(); d != nil {
+			t.Fatalf("disconnected after %d answered pings: %+v", answered, d)
+		}
+		p.s.HandleFrame(context.Background(), []byte(`{"method":"pong"}`))
+	}
+}
+
+func TestHistoryReplyIsBoundedInBytes(t *testing.T) {
+	n := newTestNode(t, Config{MaxQueueBytes: 64 << 10})
+	big := json.RawMessage(`{"blob":"` + strings.Repeat("x", 8<<10) + `"}`)
+	for range 20 {
+		if _, err := n.Publish(context.Background(), protocol.PublishRequest{Channel: "hb", Data: big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var since *protocol.StreamPosition
+	got := 0
+	for got < 20 {
+		res, err := n.History(context.Background(), protocol.HistoryRequest{Channel: "hb", Since: since, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Publications) == 0 || len(res.Publications) > 5 {
+			t.Fatalf("history page of %d publications of 8 KiB with a 32 KiB budget", len(res.Publications))
+		}
+		got += len(res.Publications)
+		since = &protocol.StreamPosition{Epoch: res.Epoch, Offset: res.Publications[len(res.Publications)-1].Offset}
 	}
 }

@@ -58,7 +58,9 @@ type Session struct {
 	out     outbox
 	closing *protocol.Disconnect
 	// pongDue is set when a ping is outstanding; any inbound frame clears it.
-	pongDue     bool
+	pongDue bool
+	// pingSeq numbers pings so a pong timeout acts only for the latest one.
+	pingSeq     uint64
 	pingTimer   *time.Timer
 	pongTimer   *time.Timer
 	connectTime *time.Timer
@@ -101,6 +103,15 @@ func (s *Session) Drain(dst []Item) ([]Item, *protocol.Disconnect) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.out.drainTo(dst), s.closing
+}
+
+// Closing returns the disconnect the session is waiting to perform, if any,
+// without draining the queue: a transport whose socket is backed up uses it
+// to close at once instead of after the backlog clears.
+func (s *Session) Closing() *protocol.Disconnect {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
 }
 
 // Close asks the transport to end the connection with d. It never blocks, so
@@ -327,7 +338,13 @@ func (s *Session) onPing() {
 	}
 	s.pongDue = true
 	s.enqueueLocked(Item{Kind: ItemFrame, Push: protocol.PushPing, Frame: protocol.PingFrame})
-	s.pongTimer = time.AfterFunc(s.n.cfg.PongTimeout, s.onPongTimeout)
+	// A pong timer from an earlier ping must not judge this one.
+	if s.pongTimer != nil {
+		s.pongTimer.Stop()
+	}
+	s.pingSeq++
+	seq := s.pingSeq
+	s.pongTimer = time.AfterFunc(s.n.cfg.PongTimeout, func() { s.onPongTimeout(seq) })
 	s.pingTimer = time.AfterFunc(s.n.cfg.PingInterval, s.onPing)
 	var present []string
 	for ch, sub := range s.subs {
@@ -339,10 +356,10 @@ func (s *Session) onPing() {
 	s.refreshPresence(present)
 }
 
-func (s *Session) onPongTimeout() {
+func (s *Session) onPongTimeout(seq uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.pongDue {
+	if s.pongDue && seq == s.pingSeq {
 		s.closeLocked(protocol.DisconnectNoPong)
 	}
 }

@@ -74,17 +74,17 @@ type SubscribeRequest struct {
 	Offset  uint64 `json:"offset,omitempty"`
 }
 
-// SubscribeResult reports the channel's current position. When the client
-// asked to recover, Recovered says whether Publications hold every missed
-// publication (true) or continuity is broken and the client should reload its
-// state (false). Live publications follow the reply with no gap.
+// SubscribeResult reports the channel's newest position when the reply was
+// made. When the client asked to recover, Recovered says whether every missed
+// publication follows the reply, as ordinary publication pushes (true), or
+// continuity is broken and the client should reload its state (false). Live
+// publications follow either way, with no gap and no duplicate.
 type SubscribeResult struct {
-	Epoch         string        `json:"epoch"`
-	Offset        uint64        `json:"offset"`
-	Recoverable   bool          `json:"recoverable"`
-	WasRecovering bool          `json:"was_recovering,omitempty"`
-	Recovered     bool          `json:"recovered,omitempty"`
-	Publications  []Publication `json:"publications,omitempty"`
+	Epoch         string `json:"epoch"`
+	Offset        uint64 `json:"offset"`
+	Recoverable   bool   `json:"recoverable"`
+	WasRecovering bool   `json:"was_recovering,omitempty"`
+	Recovered     bool   `json:"recovered,omitempty"`
 }
 
 // UnsubscribeRequest ends a subscription.

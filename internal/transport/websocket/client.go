@@ -137,8 +137,9 @@ func (c *client) flushOnce() {
 		return
 	}
 	if expired {
-		// The peer took nothing for WriteTimeout: whatever is queued cannot
-		// reach it in time either.
+		// The backlog stayed above the high-water mark for WriteTimeout:
+		// the peer cannot keep up, and whatever is queued would not reach it
+		// in time either.
 		_, d := c.sess.Drain(nil)
 		if d == nil {
 			d = &protocol.DisconnectSlowConsumer
@@ -148,6 +149,13 @@ func (c *client) flushOnce() {
 		return
 	}
 	if sock.blocked() {
+		// A disconnect the session asked for (shutdown, slow consumer, no
+		// pong) need not wait for the backlog: the client resumes from
+		// history either way.
+		if d := c.sess.Closing(); d != nil {
+			c.closeSocket(sock, *d)
+			return
+		}
 		c.stall()
 		return
 	}

@@ -367,6 +367,12 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if brw.Reader.Buffered() > 0 {
+		// The client sent frames before the handshake completed; nbio would
+		// never see those bytes, and the stream would start mid-frame.
+		_ = conn.Close()
+		return nil, nil, errors.New("websocket: client sent data before the handshake completed")
+	}
 	if tcp, ok := conn.(*net.TCPConn); ok {
 		h.key = connKey{local: tcp.LocalAddr().String(), remote: tcp.RemoteAddr().String()}
 		h.keyed = true

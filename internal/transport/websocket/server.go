@@ -3,6 +3,14 @@
 // connection, feeds it the client's commands and writes what it queues,
 // coalescing frames into as few messages as possible.
 //
+// Goroutines are bounded, not per connection: the library's pollers read
+// every connection (see nbio.go), commands run on one pool of
+// 128×GOMAXPROCS goroutines and writes on another of 4×GOMAXPROCS, each
+// connection using at most one goroutine of each at a time, so its commands
+// stay in order and its writes never interleave. Pool goroutines exit when
+// idle. Connections that nbio cannot poll (TLS terminated by net/http) cost
+// one reading goroutine each.
+//
 // The WebSocket library (lesismal/nbio) stays inside this package, behind
 // the small library/socket/events interfaces of socket.go.
 package websocket

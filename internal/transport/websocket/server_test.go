@@ -370,3 +370,27 @@ func TestAbruptDisconnectFinishesSession(t *testing.T) {
 		return h.node.Info().NumClients == 0 && h.node.Channels()["chat:gone"] == 0
 	})
 }
+
+func TestLargeFrameIsSentAlone(t *testing.T) {
+	for _, tls := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%v", tls), func(t *testing.T) {
+			h := newHarness(t, harnessOptions{tls: tls})
+			ctx := testContext(t)
+			c := h.dial(ctx)
+			c.connect(ctx)
+			c.subscribe(ctx, protocol.SubscribeRequest{Channel: "chat:big"})
+			// A frame over the 64 KiB coalescing cap between two small ones:
+			// three messages, the big one written (and fragmented) by itself.
+			big := `{"pad":"` + strings.Repeat("y", 64<<10-20) + `"}`
+			publish(t, h.node, "chat:big", `{"n":1}`)
+			publish(t, h.node, "chat:big", big)
+			publish(t, h.node, "chat:big", `{"n":3}`)
+			c.expectPublications(ctx, "chat:big", 1, 1)
+			f := c.mustRead(ctx)
+			if f.Offset != 2 || string(f.Data) != big {
+				t.Fatalf("large publication: offset %d, %d bytes of data", f.Offset, len(f.Data))
+			}
+			c.expectPublications(ctx, "chat:big", 3, 3)
+		})
+	}
+}

@@ -33,7 +33,7 @@ type socket interface {
 	// blocked reports whether more than the library's high-water mark of
 	// written data still waits for the peer to take it. When it reports
 	// true, events.drained follows once the backlog falls to the low-water
-	// mark (or the connection closes).
+	// mark, unless the connection closes first.
 	blocked() bool
 	// closeWith sends a close frame and ends the connection when the peer
 	// answers it, or after the close timeout at the latest. Inbound
