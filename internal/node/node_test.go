@@ -649,3 +649,37 @@ func TestHistoryReplyIsBoundedInBytes(t *testing.T) {
 		since = &protocol.StreamPosition{Epoch: res.Epoch, Offset: res.Publications[len(res.Publications)-1].Offset}
 	}
 }
+
+// Fan-out must not allocate per subscriber: one publication to 1,000
+// subscribers costs the same few allocations (its encoded frame) as to one.
+func TestFanoutAllocatesNothingPerSubscriber(t *testing.T) {
+	n := newTestNode(t, Config{Namespaces: []NamespaceOptions{
+		{Name: "", HistorySize: 100, HistoryTTL: time.Minute, Subscribe: AccessAnyone},
+	}})
+	sessions := make([]*Session, 1000)
+	for i := range sessions {
+		s, err := n.NewSession(&pipe{wake: make(chan struct{}, 1)}, SessionOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Finish()
+		if err := s.SubscribeStream(context.Background(), []string{"alloc"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		sessions[i] = s
+	}
+	sub := sessions[0].subs["alloc"]
+	pub := &protocol.Publication{Channel: "alloc", Data: json.RawMessage(`{"v":1}`), Offset: sub.offset}
+	var sink []Item
+	publishAndDrain := func() {
+		pub.Offset++
+		n.hub.publish(pub, sub.epoch)
+		for _, s := range sessions {
+			sink, _ = s.Drain(sink[:0])
+		}
+	}
+	publishAndDrain() // warm every queue's ring
+	if allocs := testing.AllocsPerRun(50, publishAndDrain); allocs > 3 {
+		t.Fatalf("%.0f allocations per publication to %d subscribers", allocs, len(sessions))
+	}
+}
