@@ -38,12 +38,16 @@ type Handler interface {
 type PublishOptions struct {
 	// HistorySize and HistoryTTL bound the channel's stored history. A
 	// publication with HistorySize 0 is not stored and gets offset 0, like an
-	// ephemeral one. Retention is applied with the publication, so the values
-	// of the latest publish win.
+	// ephemeral one; it is ordered only among other unstored publications,
+	// not against stored ones. Size retention is applied with each publish,
+	// so the latest publish's HistorySize wins; age is per publication (its
+	// own time plus its own HistoryTTL), so a later, longer TTL never brings
+	// back an expired publication.
 	HistorySize int
 	HistoryTTL  time.Duration
 	// IdempotencyKey, when set, makes a repeat publish within IdempotencyTTL
-	// return the first result without storing or delivering again.
+	// (one minute when zero) return the first result without storing or
+	// delivering again.
 	IdempotencyKey string
 	IdempotencyTTL time.Duration
 	Info           *protocol.ClientInfo
@@ -77,7 +81,9 @@ type PresenceStats struct {
 	NumUsers   int
 }
 
-// Broker publishes, stores and delivers publications.
+// Broker publishes, stores and delivers publications. Engines copy what
+// they are given; publications they return or deliver are shared and must
+// not be modified.
 type Broker interface {
 	// Publish stores data in the channel's history (when opts.HistorySize > 0)
 	// and delivers it to every node subscribed to the channel. The returned
@@ -93,6 +99,9 @@ type Broker interface {
 	// reading history to recover without a gap.
 	Subscribe(ctx context.Context, channel string) error
 	Unsubscribe(ctx context.Context, channel string) error
+	// History reads the channel's history. Reading a channel never used
+	// before creates its epoch (a stored write in persistent engines), so
+	// callers authorize before reading.
 	History(ctx context.Context, channel string, q HistoryQuery) (HistoryResult, error)
 	// RemoveHistory deletes the channel's stored publications. Offsets keep
 	// rising after it and the epoch stays, so positions remain comparable.
