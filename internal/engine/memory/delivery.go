@@ -17,6 +17,11 @@ import (
 // in parallel.
 const numDeliveryShards = 16
 
+// maxQueuedEvents bounds each shard's queue. A publisher that finds it full
+// waits for the delivery goroutine to catch up: backpressure instead of
+// unbounded memory when publishes outpace fan-out.
+const maxQueuedEvents = 1 << 14
+
 type eventKind uint8
 
 const (
@@ -45,10 +50,15 @@ type deliveryShard struct {
 	subs   map[string]struct{}
 
 	mu sync.Mutex
-	// queue is unbounded: the Handler contract forbids blocking, so it stays
-	// short, and a bound would deadlock a handler that publishes.
+	// queue holds at most maxQueuedEvents publication and presence events;
+	// control events may exceed it, because a handler may send them from the
+	// delivery goroutine itself, which must never wait on its own queue.
 	queue []event
 	wake  chan struct{}
+	// notFull is signalled (on mu) when the delivery goroutine takes a batch
+	// or stops; stopped releases waiting publishers for good.
+	notFull *sync.Cond
+	stopped bool
 }
 
 func (s *deliveryShard) subscribed(channel string) bool {
@@ -78,6 +88,7 @@ func (d *delivery) init(seed maphash.Seed) {
 	for i := range d.shards {
 		d.shards[i].subs = make(map[string]struct{})
 		d.shards[i].wake = make(chan struct{}, 1)
+		d.shards[i].notFull = sync.NewCond(&d.shards[i].mu)
 	}
 }
 
@@ -100,6 +111,13 @@ func (d *delivery) enqueue(ev event) {
 		return
 	}
 	s.mu.Lock()
+	for ev.kind != evControl && len(s.queue) >= maxQueuedEvents && !s.stopped {
+		s.notFull.Wait()
+	}
+	if s.stopped {
+		s.mu.Unlock()
+		return
+	}
 	s.queue = append(s.queue, ev)
 	s.mu.Unlock()
 	select {
@@ -108,9 +126,19 @@ func (d *delivery) enqueue(ev event) {
 	}
 }
 
+// halt marks the shard stopped and releases publishers waiting for room.
+func (s *deliveryShard) halt() {
+	s.mu.Lock()
+	s.stopped = true
+	s.queue = nil
+	s.notFull.Broadcast()
+	s.mu.Unlock()
+}
+
 // run is one shard's delivery goroutine. Events still queued at stop are
 // dropped: Close stops deliveries.
 func (d *delivery) run(s *deliveryShard, stop <-chan struct{}) {
+	defer s.halt()
 	var batch []event
 	for {
 		select {
@@ -120,6 +148,7 @@ func (d *delivery) run(s *deliveryShard, stop <-chan struct{}) {
 		}
 		s.mu.Lock()
 		batch, s.queue = s.queue, batch[:0]
+		s.notFull.Broadcast()
 		s.mu.Unlock()
 		for i := range batch {
 			select {
