@@ -13,6 +13,7 @@ import (
 
 	"github.com/heraldrt/herald/internal/engine/memory"
 	"github.com/heraldrt/herald/internal/protocol"
+	"github.com/heraldrt/herald/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -106,18 +107,6 @@ func (p *pipe) disconnect() *protocol.Disconnect {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.disc
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func command(id uint32, method string, params any) []byte {
@@ -218,7 +207,7 @@ func TestSubscribeRecoveryRace(t *testing.T) {
 			t.Fatalf("session %d did not subscribe", i)
 		}
 		want := int(top - sub.start)
-		waitFor(t, fmt.Sprintf("session %d to receive %d publications", i, want), func() bool {
+		testkit.WaitFor(t, 10*time.Second, fmt.Sprintf("session %d to receive %d publications", i, want), func() bool {
 			return len(publicationOffsets(sub.p.items(), channel)) >= want || sub.p.disconnect() != nil
 		})
 		if d := sub.p.disconnect(); d != nil {
@@ -255,7 +244,7 @@ func TestRecoveryOutcomes(t *testing.T) {
 		if err := p.s.subscribe(context.Background(), 0, req); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "subscribed item", func() bool { return len(p.items()) > 0 })
+		testkit.WaitFor(t, 10*time.Second, "subscribed item", func() bool { return len(p.items()) > 0 })
 		var sp SubscribedPush
 		if err := json.Unmarshal(p.items()[0].Frame, &sp); err != nil {
 			t.Fatal(err)
@@ -309,14 +298,14 @@ func TestSlowConsumerIsDisconnectedOthersContinue(t *testing.T) {
 	// lockstep so the test does not depend on scheduling.
 	for i := range 200 {
 		publish(t, n, "slow", i)
-		waitFor(t, "healthy to receive", func() bool { return len(publicationOffsets(healthy.items(), "slow")) == i+1 })
+		testkit.WaitFor(t, 10*time.Second, "healthy to receive", func() bool { return len(publicationOffsets(healthy.items(), "slow")) == i+1 })
 	}
 	_, d := s.Drain(nil)
 	if d == nil || *d != protocol.DisconnectSlowConsumer {
 		t.Fatalf("stuck session disconnect = %v, want slow consumer", d)
 	}
 	s.Finish()
-	waitFor(t, "healthy session to get all 200", func() bool { return len(publicationOffsets(healthy.items(), "slow")) == 200 })
+	testkit.WaitFor(t, 10*time.Second, "healthy session to get all 200", func() bool { return len(publicationOffsets(healthy.items(), "slow")) == 200 })
 	if healthy.disconnect() != nil {
 		t.Fatalf("healthy session disconnected: %+v", healthy.disconnect())
 	}
@@ -334,7 +323,7 @@ func TestBidirectionalCommandsAndHeartbeat(t *testing.T) {
 	p.s.HandleFrame(ctx, command(6, "subscribe", map[string]any{"channel": "x"}))
 	p.s.HandleFrame(ctx, command(7, "publish", map[string]any{"channel": "x", "data": map[string]int{"v": 1}}))
 	codes := map[uint32]string{1: "115", 3: "104", 4: "112", 6: "105"}
-	waitFor(t, "replies", func() bool { _, ok := replyTo(p.items(), 7); return ok })
+	testkit.WaitFor(t, 10*time.Second, "replies", func() bool { _, ok := replyTo(p.items(), 7); return ok })
 	for id, code := range codes {
 		r, _ := replyTo(p.items(), id)
 		var e protocol.Error
@@ -345,9 +334,9 @@ func TestBidirectionalCommandsAndHeartbeat(t *testing.T) {
 	if r, _ := replyTo(p.items(), 7); r["result"] == nil {
 		t.Fatalf("publish reply %v", r)
 	}
-	waitFor(t, "the client's own publication", func() bool { return len(publicationOffsets(p.items(), "x")) == 1 })
+	testkit.WaitFor(t, 10*time.Second, "the client's own publication", func() bool { return len(publicationOffsets(p.items(), "x")) == 1 })
 	// The client never answers pings: the session must end with no pong.
-	waitFor(t, "no-pong disconnect", func() bool { return p.disconnect() != nil })
+	testkit.WaitFor(t, 10*time.Second, "no-pong disconnect", func() bool { return p.disconnect() != nil })
 	if d := p.disconnect(); *d != protocol.DisconnectNoPong {
 		t.Fatalf("disconnect = %+v, want no pong", d)
 	}
@@ -357,7 +346,7 @@ func TestMalformedFrameClosesSession(t *testing.T) {
 	n := newTestNode(t, Config{})
 	p := openSession(t, n, SessionOptions{Bidirectional: true})
 	p.s.HandleFrame(context.Background(), []byte("{not json"))
-	waitFor(t, "disconnect", func() bool { return p.disconnect() != nil })
+	testkit.WaitFor(t, 10*time.Second, "disconnect", func() bool { return p.disconnect() != nil })
 	if d := p.disconnect(); d.Code != protocol.DisconnectBadRequest.Code {
 		t.Fatalf("disconnect = %+v", d)
 	}
@@ -366,7 +355,7 @@ func TestMalformedFrameClosesSession(t *testing.T) {
 func TestConnectTimeout(t *testing.T) {
 	n := newTestNode(t, Config{ConnectTimeout: 20 * time.Millisecond})
 	p := openSession(t, n, SessionOptions{Bidirectional: true})
-	waitFor(t, "connect timeout", func() bool { return p.disconnect() != nil })
+	testkit.WaitFor(t, 10*time.Second, "connect timeout", func() bool { return p.disconnect() != nil })
 	if d := p.disconnect(); d.Code != protocol.DisconnectBadRequest.Code || d.Reason != "connect timeout" {
 		t.Fatalf("disconnect = %+v", d)
 	}
@@ -395,10 +384,10 @@ func TestPresenceAndJoinLeave(t *testing.T) {
 		}
 		return c
 	}
-	waitFor(t, "bob's join", func() bool { return pushes(protocol.PushJoin) == 2 })
+	testkit.WaitFor(t, 10*time.Second, "bob's join", func() bool { return pushes(protocol.PushJoin) == 2 })
 	other.s.Close(protocol.DisconnectForced)
 	<-other.done
-	waitFor(t, "bob's leave", func() bool { return pushes(protocol.PushLeave) == 1 })
+	testkit.WaitFor(t, 10*time.Second, "bob's leave", func() bool { return pushes(protocol.PushLeave) == 1 })
 	p, _ = n.Presence(context.Background(), "room:1")
 	if len(p) != 1 {
 		t.Fatalf("presence after leave = %v", p)
@@ -459,13 +448,13 @@ func TestPollLongAndShort(t *testing.T) {
 		}
 		got <- r
 	}()
-	waitFor(t, "the long poll to wait", func() bool { return n.Channels()["p:a"] == 1 })
+	testkit.WaitFor(t, 10*time.Second, "the long poll to wait", func() bool { return n.Channels()["p:a"] == 1 })
 	publish(t, n, "p:b", 3)
 	r := <-got
 	if len(r.Publications) != 1 || r.Publications[0].Channel != "p:b" {
 		t.Fatalf("long poll: %+v", r)
 	}
-	waitFor(t, "the waiter to leave the hub", func() bool { return len(n.Channels()) == 0 })
+	testkit.WaitFor(t, 10*time.Second, "the waiter to leave the hub", func() bool { return len(n.Channels()) == 0 })
 }
 
 // BenchmarkHubFanout10k measures fanning one publication out to 10,000
@@ -534,7 +523,7 @@ func TestResumeLargerThanQueueIsNotRecovered(t *testing.T) {
 	if err := p.s.SubscribeStream(context.Background(), []string{"big"}, []protocol.StreamPosition{{Epoch: first.Epoch, Offset: first.Offset}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "subscribed", func() bool { return len(p.items()) > 0 })
+	testkit.WaitFor(t, 10*time.Second, "subscribed", func() bool { return len(p.items()) > 0 })
 	var sp SubscribedPush
 	if err := json.Unmarshal(p.items()[0].Frame, &sp); err != nil {
 		t.Fatal(err)
@@ -619,7 +608,7 @@ func TestAnsweredPingsKeepSessionAlive(t *testing.T) {
 		return c
 	}
 	for answered := 0; answered < 10; answered++ {
-		waitFor(t, "a ping", func() bool { return pings() > answered || p.disconnect() != nil })
+		testkit.WaitFor(t, 10*time.Second, "a ping", func() bool { return pings() > answered || p.disconnect() != nil })
 		if d := p.disconnect(); d != nil {
 			t.Fatalf("disconnected after %d answered pings: %+v", answered, d)
 		}

@@ -346,12 +346,7 @@ func (s *Session) onPing() {
 	seq := s.pingSeq
 	s.pongTimer = time.AfterFunc(s.n.cfg.PongTimeout, func() { s.onPongTimeout(seq) })
 	s.pingTimer = time.AfterFunc(s.n.cfg.PingInterval, s.onPing)
-	var present []string
-	for ch, sub := range s.subs {
-		if sub.ns.Presence && sub.live {
-			present = append(present, ch)
-		}
-	}
+	present := s.presentChannelsLocked()
 	s.mu.Unlock()
 	s.refreshPresence(present)
 }
@@ -368,14 +363,21 @@ func (s *Session) onPongTimeout(seq uint64) {
 // pings (SSE) call it from their keep-alive loop.
 func (s *Session) RefreshPresence() {
 	s.mu.Lock()
+	present := s.presentChannelsLocked()
+	s.mu.Unlock()
+	s.refreshPresence(present)
+}
+
+// presentChannelsLocked lists the channels where this session is in
+// presence. Caller must hold s.mu.
+func (s *Session) presentChannelsLocked() []string {
 	var present []string
 	for ch, sub := range s.subs {
 		if sub.ns.Presence && sub.live {
 			present = append(present, ch)
 		}
 	}
-	s.mu.Unlock()
-	s.refreshPresence(present)
+	return present
 }
 
 func (s *Session) refreshPresence(channels []string) {
@@ -392,24 +394,28 @@ func (s *Session) refreshPresence(channels []string) {
 	}
 }
 
-func (s *Session) presence(ctx context.Context, channel string) (map[string]protocol.ClientInfo, error) {
+// mayReadPresence checks the namespace's presence permission for this client.
+func (s *Session) mayReadPresence(channel string) error {
 	ns, err := s.n.ns.resolve(channel)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !ns.PresenceAccess.Allows(s.cred) {
-		return nil, protocol.ErrPermissionDenied.With("presence of %q", channel)
+		return protocol.ErrPermissionDenied.With("presence of %q", channel)
+	}
+	return nil
+}
+
+func (s *Session) presence(ctx context.Context, channel string) (map[string]protocol.ClientInfo, error) {
+	if err := s.mayReadPresence(channel); err != nil {
+		return nil, err
 	}
 	return s.n.Presence(ctx, channel)
 }
 
 func (s *Session) presenceStats(ctx context.Context, channel string) (protocol.PresenceStatsResult, error) {
-	ns, err := s.n.ns.resolve(channel)
-	if err != nil {
+	if err := s.mayReadPresence(channel); err != nil {
 		return protocol.PresenceStatsResult{}, err
-	}
-	if !ns.PresenceAccess.Allows(s.cred) {
-		return protocol.PresenceStatsResult{}, protocol.ErrPermissionDenied.With("presence of %q", channel)
 	}
 	st, err := s.n.PresenceStats(ctx, channel)
 	return protocol.PresenceStatsResult{NumClients: st.NumClients, NumUsers: st.NumUsers}, err

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/heraldrt/herald/internal/engine"
 )
 
 const numCacheShards = 64
@@ -94,7 +96,7 @@ func (c *channelCache) lookup(name string, create bool, now int64) (*channelStat
 			if !create {
 				return nil, nil
 			}
-			st = &channelState{name: name, epoch: newEpoch(), low: 1}
+			st = &channelState{name: name, epoch: engine.NewEpoch(), low: 1}
 		default:
 			return nil, fmt.Errorf("durable: read channel %s: %w", name, err)
 		}

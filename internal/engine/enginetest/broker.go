@@ -9,6 +9,7 @@ import (
 
 	"github.com/heraldrt/herald/internal/engine"
 	"github.com/heraldrt/herald/internal/protocol"
+	"github.com/heraldrt/herald/internal/testkit"
 )
 
 // testOffsets: a channel's first stored publication has offset 1 and each
@@ -42,7 +43,7 @@ func (s *suite) testEphemeral(t *testing.T) {
 	if pos != (protocol.StreamPosition{}) {
 		t.Fatalf("ephemeral publish returned %+v, want the zero position", pos)
 	}
-	waitFor(t, "ephemeral delivery", func() bool { return rec.count(ch) == 1 })
+	testkit.WaitFor(t, waitTimeout, "ephemeral delivery", func() bool { return rec.count(ch) == 1 })
 	d := rec.published(ch)[0]
 	if d.pub.Offset != 0 || d.epoch != "" || string(d.pub.Data) != `{"typing":true}` {
 		t.Fatalf("delivered offset %d epoch %q data %s; want 0, \"\", the data", d.pub.Offset, d.epoch, d.pub.Data)
@@ -71,7 +72,7 @@ func (s *suite) testDelivery(t *testing.T) {
 		epoch = publish(t, e, a, fmt.Sprintf(`{"n":%d}`, i), stored(100)).Epoch
 		publish(t, e, b, fmt.Sprintf(`{"n":%d}`, i), stored(100))
 	}
-	waitFor(t, "deliveries on the subscribed channel", func() bool { return rec.count(a) == n })
+	testkit.WaitFor(t, waitTimeout, "deliveries on the subscribed channel", func() bool { return rec.count(a) == n })
 	for i, d := range rec.published(a) {
 		want := fmt.Sprintf(`{"n":%d}`, i+1)
 		if d.pub.Offset != uint64(i+1) || d.epoch != epoch || string(d.pub.Data) != want || d.pub.Channel != a {
@@ -89,7 +90,7 @@ func (s *suite) testDelivery(t *testing.T) {
 	publish(t, e, a, `{"after":"unsubscribe"}`, stored(100))
 	subscribe(t, e, c)
 	publish(t, e, c, `{"n":1}`, stored(100))
-	waitFor(t, "delivery on a newly subscribed channel", func() bool { return rec.count(c) == 1 })
+	testkit.WaitFor(t, waitTimeout, "delivery on a newly subscribed channel", func() bool { return rec.count(c) == 1 })
 	never(t, "delivery on an unsubscribed channel", func() bool { return rec.count(a) != n || rec.count(b) != 0 })
 }
 
@@ -174,10 +175,10 @@ func (s *suite) testSubscribeThenHistory(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, "some publications", func() bool { return acked() >= 50 })
+	testkit.WaitFor(t, waitTimeout, "some publications", func() bool { return acked() >= 50 })
 	subscribe(t, e, ch)
 	hist := history(t, e, ch, engine.HistoryQuery{Limit: -1})
-	waitFor(t, "publications after the history read", func() bool { return acked() >= hist.Position.Offset+50 })
+	testkit.WaitFor(t, waitTimeout, "publications after the history read", func() bool { return acked() >= hist.Position.Offset+50 })
 	stop.Store(true)
 	wg.Wait()
 	close(errs)
@@ -198,7 +199,7 @@ func (s *suite) testSubscribeThenHistory(t *testing.T) {
 		}
 		return live
 	}
-	waitFor(t, "delivery of every publication after the history read", func() bool {
+	testkit.WaitFor(t, waitTimeout, "delivery of every publication after the history read", func() bool {
 		return uint64(len(after())) >= final-hist.Position.Offset
 	})
 	live, want := after(), seq(hist.Position.Offset+1, final)

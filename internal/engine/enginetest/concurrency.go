@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/heraldrt/herald/internal/engine"
+	"github.com/heraldrt/herald/internal/testkit"
 )
 
 const (
@@ -63,7 +64,7 @@ func checkChannel(t *testing.T, e engine.Engine, rec *recorder, channel string, 
 	if got := offsetsOf(res.Publications); !slices.Equal(got, want) || res.Position.Offset != uint64(n) {
 		t.Fatalf("%s: history holds %d publications at offset %d, want 1..%d in order", channel, len(got), res.Position.Offset, n)
 	}
-	waitFor(t, fmt.Sprintf("%d deliveries on %s", n, channel), func() bool { return rec.count(channel) >= n })
+	testkit.WaitFor(t, waitTimeout, fmt.Sprintf("%d deliveries on %s", n, channel), func() bool { return rec.count(channel) >= n })
 	if got := deliveredOffsets(rec.published(channel)); !slices.Equal(got, want) {
 		t.Fatalf("%s: %d deliveries, not 1..%d in order", channel, len(got), n)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/heraldrt/herald/internal/engine"
 	"github.com/heraldrt/herald/internal/protocol"
+	"github.com/heraldrt/herald/internal/testkit"
 )
 
 // testHistoryQueries covers Since, Limit and Reverse, and that a stored
@@ -101,7 +102,7 @@ func (s *suite) testRetentionByAge(t *testing.T) {
 	short := engine.PublishOptions{HistorySize: 10, HistoryTTL: time.Second}
 	publish(t, e, ch, `{"n":1}`, short)
 	publish(t, e, ch, `{"n":2}`, short)
-	waitFor(t, "publications to expire", func() bool {
+	testkit.WaitFor(t, waitTimeout, "publications to expire", func() bool {
 		return len(history(t, e, ch, engine.HistoryQuery{Limit: -1}).Publications) == 0
 	})
 	publish(t, e, ch, `{"n":3}`, engine.PublishOptions{HistorySize: 10, HistoryTTL: time.Hour})

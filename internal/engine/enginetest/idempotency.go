@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/heraldrt/herald/internal/engine"
+	"github.com/heraldrt/herald/internal/testkit"
 )
 
 func keyed(key string, ttl time.Duration) engine.PublishOptions {
@@ -38,7 +39,7 @@ func (s *suite) testIdempotency(t *testing.T) {
 	}
 	// Deliveries follow offset order, so once offset 2 has arrived a
 	// duplicate of offset 1 would have too.
-	waitFor(t, "delivery of the second key", func() bool {
+	testkit.WaitFor(t, waitTimeout, "delivery of the second key", func() bool {
 		ds := rec.published(ch)
 		return len(ds) > 0 && ds[len(ds)-1].pub.Offset == 2
 	})
@@ -56,7 +57,7 @@ func (s *suite) testIdempotencyExpires(t *testing.T) {
 	opts := keyed("k", 200*time.Millisecond)
 	first := publish(t, e, ch, `{}`, opts)
 	var next uint64
-	waitFor(t, "the idempotency key to expire", func() bool {
+	testkit.WaitFor(t, waitTimeout, "the idempotency key to expire", func() bool {
 		next = publish(t, e, ch, `{}`, opts).Offset
 		return next != first.Offset
 	})

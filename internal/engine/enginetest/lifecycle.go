@@ -9,6 +9,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/heraldrt/herald/internal/engine"
+	"github.com/heraldrt/herald/internal/testkit"
 )
 
 // testControl: a control message to all nodes, or to this node by id,
@@ -25,7 +26,7 @@ func (s *suite) testControl(t *testing.T) {
 	if err := e.PublishControl(ctx, []byte("to-other"), "some-other-node"); err != nil {
 		t.Fatalf("PublishControl to another node: %v", err)
 	}
-	waitFor(t, "control messages", func() bool { return len(rec.controlMessages()) >= 2 })
+	testkit.WaitFor(t, waitTimeout, "control messages", func() bool { return len(rec.controlMessages()) >= 2 })
 	never(t, "a control message for another node arrived", func() bool {
 		return slices.Contains(rec.controlMessages(), "to-other")
 	})
@@ -105,7 +106,7 @@ func (s *suite) testNoLeak(t *testing.T) {
 	if err := e.PublishControl(ctx, []byte("x"), ""); err != nil {
 		t.Fatalf("PublishControl: %v", err)
 	}
-	waitFor(t, "deliveries", func() bool { return rec.count(ch) == 2 })
+	testkit.WaitFor(t, waitTimeout, "deliveries", func() bool { return rec.count(ch) == 2 })
 	if err := e.Close(ctx); err != nil {
 		t.Fatalf("Close: %v", err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/heraldrt/herald/internal/engine"
 	"github.com/heraldrt/herald/internal/protocol"
+	"github.com/heraldrt/herald/internal/testkit"
 )
 
 func client(id, user string) protocol.ClientInfo {
@@ -31,7 +32,7 @@ func (s *suite) testJoinLeave(t *testing.T) {
 			t.Fatalf("PublishJoin/PublishLeave: %v", err)
 		}
 	}
-	waitFor(t, "join and leave events", func() bool { return len(rec.joined(ch)) == 2 && len(rec.left(ch)) == 1 })
+	testkit.WaitFor(t, waitTimeout, "join and leave events", func() bool { return len(rec.joined(ch)) == 2 && len(rec.left(ch)) == 1 })
 	joins, leaves := rec.joined(ch), rec.left(ch)
 	if joins[0].Client != "a" || joins[1].Client != "b" || string(joins[1].Info) != string(b.Info) || leaves[0].Client != "a" {
 		t.Fatalf("joins %+v, leaves %+v; want a then b joining and a leaving", joins, leaves)
@@ -111,7 +112,7 @@ func (s *suite) testPresenceExpiry(t *testing.T) {
 			t.Fatalf("AddPresence: %v", err)
 		}
 	}
-	waitFor(t, "the unrefreshed entry to expire", func() bool {
+	testkit.WaitFor(t, waitTimeout, "the unrefreshed entry to expire", func() bool {
 		if err := e.AddPresence(ctx, ch, live); err != nil {
 			t.Fatalf("AddPresence: %v", err)
 		}

@@ -168,18 +168,6 @@ func stored(n int) engine.PublishOptions {
 	return engine.PublishOptions{HistorySize: n}
 }
 
-// waitFor polls cond until it holds, failing the test after waitTimeout.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // never fails the test if cond holds at any poll during quietWindow.
 func never(t *testing.T, what string, cond func() bool) {
 	t.Helper()

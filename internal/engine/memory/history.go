@@ -78,7 +78,7 @@ func (cm *channelMap) lock(name string, now int64) *channel {
 		s.mu.Lock()
 		c := s.m[name]
 		if c == nil {
-			c = &channel{epoch: newEpoch()}
+			c = &channel{epoch: engine.NewEpoch()}
 			s.m[name] = c
 		}
 		s.mu.Unlock()

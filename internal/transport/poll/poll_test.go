@@ -15,6 +15,7 @@ import (
 	"github.com/heraldrt/herald/internal/engine/memory"
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
+	"github.com/heraldrt/herald/internal/testkit"
 	"github.com/heraldrt/herald/internal/transport/poll"
 )
 
@@ -118,17 +119,6 @@ func (e *env) pollError(method string, query url.Values) (int, uint32) {
 	return resp.StatusCode, body.Error.Code
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func offsets(pubs []protocol.Publication) []uint64 {
 	var out []uint64
 	for _, p := range pubs {
@@ -194,7 +184,7 @@ func TestLongPollWakesOnPublication(t *testing.T) {
 		done <- a
 	}()
 	// The poll's waiter on the channel shows that it is in flight.
-	waitFor(t, "the long poll to wait", func() bool { return e.n.Channels()["lp"] == 1 })
+	testkit.WaitFor(t, waitTimeout, "the long poll to wait", func() bool { return e.n.Channels()["lp"] == 1 })
 	off := e.publish("lp", `"hello"`)
 
 	a := <-done
@@ -204,7 +194,7 @@ func TestLongPollWakesOnPublication(t *testing.T) {
 	if a.elapsed > 4*time.Second {
 		t.Fatalf("long poll returned after %v, not when the publication arrived", a.elapsed)
 	}
-	waitFor(t, "the waiter to go", func() bool { return len(e.n.Channels()) == 0 })
+	testkit.WaitFor(t, waitTimeout, "the waiter to go", func() bool { return len(e.n.Channels()) == 0 })
 }
 
 func TestLongPollTimesOut(t *testing.T) {

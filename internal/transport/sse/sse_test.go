@@ -19,6 +19,7 @@ import (
 	"github.com/heraldrt/herald/internal/engine/memory"
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
+	"github.com/heraldrt/herald/internal/testkit"
 	"github.com/heraldrt/herald/internal/transport/sse"
 )
 
@@ -76,18 +77,6 @@ func (e *env) publish(channel, data string, ephemeral bool) uint64 {
 		e.t.Fatalf("publish to %s: %v", channel, err)
 	}
 	return res.Offset
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // event is one block of the stream, up to a blank line.
@@ -348,7 +337,7 @@ func TestStreamAndResume(t *testing.T) {
 	}
 
 	c.close()
-	waitFor(t, "the session to finish", func() bool { return e.n.Info().NumClients == 0 })
+	testkit.WaitFor(t, waitTimeout, "the session to finish", func() bool { return e.n.Info().NumClients == 0 })
 	e.publish("chat:a", `{"n":"a4"}`, false)
 	e.publish("chat:a", `{"n":"a5"}`, false)
 	e.publish("chat:b", `{"n":"b4"}`, false)
@@ -403,7 +392,7 @@ func TestResumeFromAnotherEpoch(t *testing.T) {
 	}
 	// A first connect that resumes uses the query parameter...
 	check(e.dial("channel=chat:a&channel=chat:b&last_event_id=old1-7.old2-9", nil))
-	waitFor(t, "the session to finish", func() bool { return e.n.Info().NumClients == 0 })
+	testkit.WaitFor(t, waitTimeout, "the session to finish", func() bool { return e.n.Info().NumClients == 0 })
 	e.publish("chat:a", `2`, false)
 	// ...and the header, sent by EventSource on reconnect, wins over it.
 	c := e.dial("channel=chat:a&channel=chat:b&last_event_id=malformed", http.Header{"Last-Event-ID": {"old1-7.old2-9"}})
@@ -586,7 +575,7 @@ func TestSlowConsumer(t *testing.T) {
 		t.Fatalf("healthy client after the slow one ended: %+v", p)
 	}
 	healthy.close()
-	waitFor(t, "no session left", func() bool { return e.n.Info().NumClients == 0 && len(e.n.Channels()) == 0 })
+	testkit.WaitFor(t, waitTimeout, "no session left", func() bool { return e.n.Info().NumClients == 0 && len(e.n.Channels()) == 0 })
 }
 
 // A session closed while SubscribeStream runs must still get a stream with a

@@ -12,6 +12,7 @@ import (
 	"github.com/heraldrt/herald/internal/engine/memory"
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
+	"github.com/heraldrt/herald/internal/testkit"
 )
 
 // recordingSocket is a socket that keeps what is written to it.
@@ -126,7 +127,7 @@ func TestInboxOverflowDisconnects(t *testing.T) {
 	for i := 0; i <= maxInboxFrames; i++ {
 		c.text([]byte(`{"id":1,"method":"ping"}`))
 	}
-	waitFor(t, 5*time.Second, "the close frame", func() bool { return sock.closeFrame() != nil })
+	testkit.WaitFor(t, 5*time.Second, "the close frame", func() bool { return sock.closeFrame() != nil })
 	if d := sock.closeFrame(); d.Code != protocol.DisconnectBadRequest.Code {
 		t.Fatalf("closed with %+v", d)
 	}

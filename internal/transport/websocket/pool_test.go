@@ -2,6 +2,7 @@ package websocket
 
 import (
 	"context"
+	"github.com/heraldrt/herald/internal/testkit"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -37,7 +38,7 @@ func TestPoolBoundsGoroutinesAndRunsEverything(t *testing.T) {
 	for i := 0; i < jobs; i++ {
 		p.submit(&countJob{running: &running, peak: &peak, release: release, done: &done})
 	}
-	waitFor(t, 5*time.Second, "three jobs to run", func() bool { return running.Load() == 3 })
+	testkit.WaitFor(t, 5*time.Second, "three jobs to run", func() bool { return running.Load() == 3 })
 	close(release)
 	done.Wait()
 	if got := peak.Load(); got != 3 {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
+	"github.com/heraldrt/herald/internal/testkit"
 )
 
 func TestConnectSubscribeAndBurst(t *testing.T) {
@@ -117,7 +118,7 @@ func TestResume(t *testing.T) {
 	if err := c.c.Close(cws.StatusNormalClosure, ""); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	waitFor(t, 5*time.Second, "the first session to finish", func() bool { return h.node.Info().NumClients == 0 })
+	testkit.WaitFor(t, 5*time.Second, "the first session to finish", func() bool { return h.node.Info().NumClients == 0 })
 
 	for i := 4; i <= 6; i++ {
 		publish(t, h.node, ch, fmt.Sprintf(`{"n":%d}`, i))
@@ -229,7 +230,7 @@ func TestCloseCodes(t *testing.T) {
 			c.connect(ctx)
 			tt.act(t, h, c)
 			c.expectClose(ctx, tt.want)
-			waitFor(t, 5*time.Second, "the session to finish", func() bool { return h.node.Info().NumClients == 0 })
+			testkit.WaitFor(t, 5*time.Second, "the session to finish", func() bool { return h.node.Info().NumClients == 0 })
 		})
 	}
 }
@@ -336,7 +337,7 @@ func TestRefusedUpgrades(t *testing.T) {
 		t.Fatalf("plain GET: HTTP %d", resp.StatusCode)
 	}
 	// Refused upgrades leave no session behind.
-	waitFor(t, 5*time.Second, "no session", func() bool { return h.node.Info().NumClients == 0 })
+	testkit.WaitFor(t, 5*time.Second, "no session", func() bool { return h.node.Info().NumClients == 0 })
 
 	// Before Start, nothing is upgraded.
 	ws, err := New(Config{Node: h.node})
@@ -366,7 +367,7 @@ func TestAbruptDisconnectFinishesSession(t *testing.T) {
 		t.Fatalf("channel has %d local subscribers", got)
 	}
 	_ = c.c.CloseNow() // TCP close, no close handshake
-	waitFor(t, 5*time.Second, "the session to finish", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the session to finish", func() bool {
 		return h.node.Info().NumClients == 0 && h.node.Channels()["chat:gone"] == 0
 	})
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
+	"github.com/heraldrt/herald/internal/testkit"
 )
 
 func TestSlowConsumer(t *testing.T) {
@@ -67,11 +68,11 @@ func TestSlowConsumer(t *testing.T) {
 		last = publish(t, h.node, ch, data).Offset
 		// Stay within the fast subscriber's own queue bound: this test is
 		// about the other one.
-		waitFor(t, 10*time.Second, "the fast subscriber to catch up", caughtUp(max(last, 4)-4))
+		testkit.WaitFor(t, 10*time.Second, "the fast subscriber to catch up", caughtUp(max(last, 4)-4))
 	}
 	// What was written before the drop is still in the pipe, then the close
 	// frame with the reason.
 	slow.expectClose(ctx, protocol.DisconnectSlowConsumer)
-	waitFor(t, 10*time.Second, "the fast subscriber to get everything", caughtUp(last))
+	testkit.WaitFor(t, 10*time.Second, "the fast subscriber to get everything", caughtUp(last))
 	t.Logf("slow subscriber dropped after %d publications", last)
 }
