@@ -1,6 +1,7 @@
 // Package api serves Herald's HTTP APIs: the server API that backends call
-// under /api/ with an API key, and the client publish endpoint that clients
-// on one-way transports (SSE, polling) use to publish.
+// under /api/ with an API key, and the client endpoints (publish, history,
+// presence) that clients on one-way transports (SSE, polling) use for what
+// WebSocket clients send as commands.
 package api
 
 import (
@@ -79,13 +80,14 @@ func New(cfg Config) *Handler {
 		log.Warn("server API is disabled: no api_key configured, every call is answered 401")
 	}
 	h.routes = map[string]http.HandlerFunc{
-		"publish":        serve(h, h.publish),
-		"broadcast":      serve(h, h.broadcast),
-		"history":        serve(h, h.history),
-		"channels":       serve(h, h.channels),
-		"info":           serve(h, h.info),
-		"presence":       serve(h, h.presence),
-		"presence_stats": serve(h, h.presenceStats),
+		"publish":        serve(h.maxBody, h.publish),
+		"broadcast":      serve(h.maxBody, h.broadcast),
+		"history":        serve(h.maxBody, h.history),
+		"channels":       serve(h.maxBody, h.channels),
+		"info":           serve(h.maxBody, h.info),
+		"presence":       serve(h.maxBody, h.presence),
+		"presence_stats": serve(h.maxBody, h.presenceStats),
+		"batch":          serve(h.maxBody, h.batch),
 	}
 	return h
 }
@@ -132,10 +134,10 @@ func (h *Handler) authorize(r *http.Request) error {
 
 // serve adapts an endpoint to http.HandlerFunc: it decodes the body into a
 // Req, runs fn and writes its result or error.
-func serve[Req any](h *Handler, fn func(context.Context, *Req) (any, error)) http.HandlerFunc {
+func serve[Req any](maxBody int64, fn func(context.Context, *Req) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req Req
-		if err := decodeBody(w, r, h.maxBody, &req); err != nil {
+		if err := decodeBody(w, r, maxBody, &req); err != nil {
 			protocol.WriteHTTPError(w, err)
 			return
 		}

@@ -369,6 +369,37 @@ func (n *Node) PresenceStats(ctx context.Context, channel string) (engine.Presen
 	return st, nil
 }
 
+// mayReadPresence checks the namespace's presence permission for a client.
+func (n *Node) mayReadPresence(cred Credentials, channel string) error {
+	ns, err := n.ns.resolve(channel)
+	if err != nil {
+		return err
+	}
+	if !ns.PresenceAccess.Allows(cred) {
+		return protocol.ErrPermissionDenied.With("presence of %q", channel)
+	}
+	return nil
+}
+
+// ClientPresence lists a channel's clients on behalf of a client, checking
+// the namespace's presence permission.
+func (n *Node) ClientPresence(ctx context.Context, cred Credentials, channel string) (map[string]protocol.ClientInfo, error) {
+	if err := n.mayReadPresence(cred, channel); err != nil {
+		return nil, err
+	}
+	return n.Presence(ctx, channel)
+}
+
+// ClientPresenceStats counts a channel's clients and users on behalf of a
+// client, checking the namespace's presence permission.
+func (n *Node) ClientPresenceStats(ctx context.Context, cred Credentials, channel string) (protocol.PresenceStatsResult, error) {
+	if err := n.mayReadPresence(cred, channel); err != nil {
+		return protocol.PresenceStatsResult{}, err
+	}
+	st, err := n.PresenceStats(ctx, channel)
+	return protocol.PresenceStatsResult{NumClients: st.NumClients, NumUsers: st.NumUsers}, err
+}
+
 // Channels returns this node's channels with local subscribers and their
 // subscriber counts.
 func (n *Node) Channels() map[string]int {

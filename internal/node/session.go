@@ -278,7 +278,7 @@ func (s *Session) handleCommand(ctx context.Context, c *protocol.Command) {
 			s.reply(c.ID, nil, err)
 			return
 		}
-		clients, err := s.presence(ctx, req.Channel)
+		clients, err := s.n.ClientPresence(ctx, s.cred, req.Channel)
 		s.reply(c.ID, protocol.PresenceResult{Clients: clients}, err)
 	case protocol.MethodPresenceStats:
 		var req protocol.PresenceRequest
@@ -286,7 +286,7 @@ func (s *Session) handleCommand(ctx context.Context, c *protocol.Command) {
 			s.reply(c.ID, nil, err)
 			return
 		}
-		res, err := s.presenceStats(ctx, req.Channel)
+		res, err := s.n.ClientPresenceStats(ctx, s.cred, req.Channel)
 		s.reply(c.ID, res, err)
 	case protocol.MethodPing:
 		s.reply(c.ID, struct{}{}, nil)
@@ -392,31 +392,4 @@ func (s *Session) refreshPresence(channels []string) {
 			s.n.log.Warn("presence refresh failed", "channel", ch, "err", err)
 		}
 	}
-}
-
-// mayReadPresence checks the namespace's presence permission for this client.
-func (s *Session) mayReadPresence(channel string) error {
-	ns, err := s.n.ns.resolve(channel)
-	if err != nil {
-		return err
-	}
-	if !ns.PresenceAccess.Allows(s.cred) {
-		return protocol.ErrPermissionDenied.With("presence of %q", channel)
-	}
-	return nil
-}
-
-func (s *Session) presence(ctx context.Context, channel string) (map[string]protocol.ClientInfo, error) {
-	if err := s.mayReadPresence(channel); err != nil {
-		return nil, err
-	}
-	return s.n.Presence(ctx, channel)
-}
-
-func (s *Session) presenceStats(ctx context.Context, channel string) (protocol.PresenceStatsResult, error) {
-	if err := s.mayReadPresence(channel); err != nil {
-		return protocol.PresenceStatsResult{}, err
-	}
-	st, err := s.n.PresenceStats(ctx, channel)
-	return protocol.PresenceStatsResult{NumClients: st.NumClients, NumUsers: st.NumUsers}, err
 }

@@ -139,7 +139,10 @@ func (s *Server) wire() error {
 		WriteTimeout: cfg.WriteTimeout,
 	}))
 	mux.Handle("/poll", poll.New(poll.Config{Node: n, Logger: s.log.With("transport", "poll")}))
-	mux.Handle("/publish", api.NewPublishHandler(api.PublishConfig{Node: n, MaxBodyBytes: publishBody}))
+	clientAPI := api.NewClientHandler(api.ClientConfig{Node: n, MaxBodyBytes: publishBody})
+	for _, p := range api.ClientPaths {
+		mux.Handle(p, clientAPI)
+	}
 	mux.Handle(api.Prefix, api.New(api.Config{
 		Node:         n,
 		Key:          cfg.APIKey,

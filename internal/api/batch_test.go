@@ -1,0 +1,50 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/heraldrt/herald/internal/protocol"
+)
+
+func TestBatch(t *testing.T) {
+	srv, n := apiServer(t, Config{Key: testKey})
+	// Interleave three channels: each channel's publications must land in
+	// request order, whatever runs in parallel.
+	var pubs []string
+	for i := range 30 {
+		pubs = append(pubs, fmt.Sprintf(`{"channel":"b:%d","data":{"i":%d}}`, i%3, i))
+	}
+	pubs = append(pubs, `{"channel":"bad channel","data":1}`)
+	var res BatchResult
+	wantOK(t, post(t, srv.URL+"/api/batch", testKey, `{"publications":[`+strings.Join(pubs, ",")+`]}`), &res)
+	if len(res.Results) != 31 {
+		t.Fatalf("%d results for 31 publications", len(res.Results))
+	}
+	for i, r := range res.Results[:30] {
+		if r.Error != nil || r.PublishResult == nil || r.Offset != uint64(i/3+1) {
+			t.Fatalf("result %d: %+v, want offset %d", i, r, i/3+1)
+		}
+	}
+	if last := res.Results[30]; last.Error == nil || last.Error.Code != protocol.ErrInvalidChannel.Code {
+		t.Fatalf("bad channel result: %+v", last)
+	}
+	for ch := range 3 {
+		hist, err := n.History(context.Background(), protocol.HistoryRequest{Channel: fmt.Sprintf("b:%d", ch)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, p := range hist.Publications {
+			if want := fmt.Sprintf(`{"i":%d}`, j*3+ch); string(p.Data) != want {
+				t.Fatalf("b:%d offset %d holds %s, want %s", ch, p.Offset, p.Data, want)
+			}
+		}
+	}
+	wantError(t, post(t, srv.URL+"/api/batch", testKey, `{"publications":[]}`), http.StatusBadRequest, protocol.ErrBadRequest.Code)
+	wantError(t, post(t, srv.URL+"/api/batch", "", `{"publications":[]}`), http.StatusUnauthorized, protocol.ErrUnauthorized.Code)
+	many := strings.Repeat(`{"channel":"a","data":1},`, MaxBatchPublications) + `{"channel":"a","data":1}`
+	wantError(t, post(t, srv.URL+"/api/batch", testKey, `{"publications":[`+many+`]}`), http.StatusUnprocessableEntity, protocol.ErrLimitExceeded.Code)
+}

@@ -1,0 +1,75 @@
+package api
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/heraldrt/herald/internal/node"
+	"github.com/heraldrt/herald/internal/protocol"
+)
+
+// ClientConfig configures the client HTTP endpoints.
+type ClientConfig struct {
+	Node *node.Node
+	// MaxBodyBytes bounds a request body; larger ones are answered 413.
+	// Zero means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+}
+
+// ClientPaths are the paths the client endpoints answer, each mounted at
+// the server's root.
+var ClientPaths = []string{"/publish", "/history", "/presence", "/presence_stats"}
+
+// ClientHandler serves the commands that clients on one-way transports (SSE,
+// polling) cannot send over their stream: POST /publish, /history,
+// /presence and /presence_stats. Each body is the params of the WebSocket
+// command of the same name and each answer its result, or a JSON error body.
+// The namespace's permissions apply as for a WebSocket client.
+type ClientHandler struct {
+	node    *node.Node
+	maxBody int64
+	routes  map[string]http.HandlerFunc
+}
+
+// NewClientHandler returns the client endpoints.
+func NewClientHandler(cfg ClientConfig) *ClientHandler {
+	h := &ClientHandler{node: cfg.Node, maxBody: cfg.MaxBodyBytes}
+	if h.maxBody <= 0 {
+		h.maxBody = DefaultMaxBodyBytes
+	}
+	// Credentials come from the request once client authentication exists;
+	// until then every HTTP client is anonymous, so only what a namespace
+	// opens to "anyone" is allowed.
+	anonymous := node.Credentials{}
+	h.routes = map[string]http.HandlerFunc{
+		"/publish": serve(h.maxBody, func(ctx context.Context, req *protocol.PublishRequest) (any, error) {
+			return h.node.ClientPublish(ctx, anonymous, nil, *req)
+		}),
+		"/history": serve(h.maxBody, func(ctx context.Context, req *protocol.HistoryRequest) (any, error) {
+			return h.node.ClientHistory(ctx, anonymous, *req)
+		}),
+		"/presence": serve(h.maxBody, func(ctx context.Context, req *protocol.PresenceRequest) (any, error) {
+			clients, err := h.node.ClientPresence(ctx, anonymous, req.Channel)
+			return protocol.PresenceResult{Clients: clients}, err
+		}),
+		"/presence_stats": serve(h.maxBody, func(ctx context.Context, req *protocol.PresenceRequest) (any, error) {
+			return h.node.ClientPresenceStats(ctx, anonymous, req.Channel)
+		}),
+	}
+	return h
+}
+
+// ServeHTTP routes a client request by its path.
+func (h *ClientHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	route, ok := h.routes[r.URL.Path]
+	if !ok {
+		protocol.WriteHTTPError(w, protocol.ErrMethodNotFound.With("no client endpoint %q", truncate(r.URL.Path, 64)))
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeErrorStatus(w, http.StatusMethodNotAllowed, protocol.ErrBadRequest.With("method %s not allowed, use POST", r.Method))
+		return
+	}
+	route(w, r)
+}
