@@ -78,6 +78,9 @@ type Config struct {
 	// open WebSocket connections, besides the server's own; "*" allows any.
 	// Dev mode allows any.
 	AllowedOrigins []string `koanf:"allowed_origins"`
+	// PprofAddr, when set, serves Go's profiling endpoints on this address,
+	// apart from Addr.
+	PprofAddr string `koanf:"pprof_addr"`
 
 	SSE SSEConfig `koanf:"sse"`
 

@@ -51,6 +51,7 @@ func optionTable() []option {
 		{key: "write_timeout", help: "How long one write to a WebSocket or SSE client may take before the client is dropped."},
 		{key: "presence_ttl", help: "How long a presence entry lives without refresh; must exceed ping_interval and sse.keep_alive."},
 		{key: "allowed_origins", help: `Origins (scheme://host[:port]) whose pages may open WebSocket connections besides this server's own; "*" allows any. In the environment: comma-separated.`},
+		{key: "pprof_addr", flag: "pprof-addr", help: "Address for Go's profiling endpoints (/debug/pprof/), on a listener of their own; keep it on loopback. Empty: off."},
 		{key: "sse.keep_alive", help: "Interval of SSE keep-alive comments, which stop proxies from closing idle streams."},
 		{key: "sse.retry", help: "Reconnect delay suggested to SSE clients (EventSource)."},
 		{key: "namespaces", help: `Channel options by namespace, the part of a channel name before ':'; the namespace "" holds channels without a colon. Access values: nobody, authenticated, anyone (unset denies). Empty list: dev mode opens everything; otherwise only a closed default namespace exists. In the environment: a JSON array.`},

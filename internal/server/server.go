@@ -207,6 +207,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return errors.Join(fmt.Errorf("server: listen: %w", err), s.release())
 	}
+	stopPprof, err := s.startPprof()
+	if err != nil {
+		_ = ln.Close()
+		return errors.Join(err, s.release())
+	}
+	defer stopPprof()
 	if err := s.start(ctx); err != nil {
 		_ = ln.Close()
 		return errors.Join(err, s.release())

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -468,4 +469,70 @@ func TestOriginChecker(t *testing.T) {
 			t.Error("dev mode or * refused a foreign origin")
 		}
 	}
+}
+
+func TestPprofListener(t *testing.T) {
+	cfg := Defaults()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.Engine = "memory"
+	cfg.PprofAddr = "127.0.0.1:0"
+	cfg.LogLevel = "error"
+	logs := &lockedWriter{}
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	<-srv.Ready()
+	m := regexp.MustCompile(`pprof_addr=(\S+)`).FindStringSubmatch(logs.String())
+	if m == nil {
+		cancel()
+		<-done
+		t.Fatalf("no pprof address logged:\n%s", logs.String())
+	}
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get("http://" + m[1] + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile") {
+		t.Fatalf("pprof answered %d: %.200s", resp.StatusCode, body)
+	}
+	// The public address does not serve profiles.
+	resp, err = client.Get("http://" + srv.Addr() + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		t.Fatal("public address serves /debug/pprof/")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lockedWriter collects log output written from the server's goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lockedWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
