@@ -595,7 +595,8 @@ func TestConfigRejectsPongTimeoutNotShorterThanPing(t *testing.T) {
 
 // A client that answers every ping stays connected across many intervals.
 func TestAnsweredPingsKeepSessionAlive(t *testing.T) {
-	n := newTestNode(t, Config{PingInterval: 20 * time.Millisecond, PongTimeout: 15 * time.Millisecond})
+	// The pong deadline leaves room for the condition poll's backoff.
+	n := newTestNode(t, Config{PingInterval: 250 * time.Millisecond, PongTimeout: 200 * time.Millisecond})
 	p := openSession(t, n, SessionOptions{Bidirectional: true})
 	p.s.HandleFrame(context.Background(), command(1, "connect", nil))
 	pings := func() int {
@@ -607,7 +608,7 @@ func TestAnsweredPingsKeepSessionAlive(t *testing.T) {
 		}
 		return c
 	}
-	for answered := 0; answered < 10; answered++ {
+	for answered := 0; answered < 5; answered++ {
 		testkit.WaitFor(t, 10*time.Second, "a ping", func() bool { return pings() > answered || p.disconnect() != nil })
 		if d := p.disconnect(); d != nil {
 			t.Fatalf("disconnected after %d answered pings: %+v", answered, d)
@@ -670,5 +671,32 @@ func TestFanoutAllocatesNothingPerSubscriber(t *testing.T) {
 	publishAndDrain() // warm every queue's ring
 	if allocs := testing.AllocsPerRun(50, publishAndDrain); allocs > 3 {
 		t.Fatalf("%.0f allocations per publication to %d subscribers", allocs, len(sessions))
+	}
+}
+
+// An idle session holds no queue memory once a ping has gone out and its
+// pong come back.
+func TestIdleSessionReleasesQueue(t *testing.T) {
+	n := newTestNode(t, Config{PingInterval: 250 * time.Millisecond, PongTimeout: 200 * time.Millisecond})
+	p := openSession(t, n, SessionOptions{Bidirectional: true})
+	ctx := context.Background()
+	p.s.HandleFrame(ctx, command(1, "connect", nil))
+	p.s.HandleFrame(ctx, command(2, "subscribe", map[string]any{"channel": "idle"}))
+	publish(t, n, "idle", 1)
+	testkit.WaitFor(t, 10*time.Second, "the publication", func() bool { return len(publicationOffsets(p.items(), "idle")) == 1 })
+	ringHeld := func() bool {
+		p.s.mu.Lock()
+		defer p.s.mu.Unlock()
+		return p.s.out.items != nil
+	}
+	if !ringHeld() {
+		t.Fatal("no queue ring right after a delivery: the test would prove nothing")
+	}
+	testkit.WaitFor(t, 10*time.Second, "the ring to be released", func() bool {
+		p.s.HandleFrame(ctx, []byte(`{"method":"pong"}`))
+		return !ringHeld() || p.disconnect() != nil
+	})
+	if d := p.disconnect(); d != nil {
+		t.Fatalf("disconnected before the ring was released: %+v", d)
 	}
 }

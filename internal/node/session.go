@@ -59,12 +59,20 @@ type Session struct {
 	closing *protocol.Disconnect
 	// pongDue is set when a ping is outstanding; any inbound frame clears it.
 	pongDue bool
-	// pingSeq numbers pings so a pong timeout acts only for the latest one.
-	pingSeq     uint64
-	pingTimer   *time.Timer
-	pongTimer   *time.Timer
-	connectTime *time.Timer
+	// beat is where the heartbeat is; timer fires at its next deadline. One
+	// timer serves the session's whole life, so an idle session costs one.
+	beat  heartbeat
+	timer *time.Timer
 }
+
+// heartbeat is the phase of a bidirectional session's single timer.
+type heartbeat uint8
+
+const (
+	beatConnecting   heartbeat = iota // timer: connect deadline
+	beatIdle                          // timer: next ping
+	beatAwaitingPong                  // timer: pong deadline
+)
 
 // NewSession registers a session for a transport. It fails with
 // ErrShuttingDown once the node is draining.
@@ -82,7 +90,7 @@ func (n *Node) NewSession(t Transport, opts SessionOptions) (*Session, error) {
 		out:  outbox{maxBytes: n.cfg.MaxQueueBytes},
 	}
 	if s.bidi {
-		s.connectTime = time.AfterFunc(n.cfg.ConnectTimeout, s.onConnectTimeout)
+		s.timer = time.AfterFunc(n.cfg.ConnectTimeout, s.onTimer)
 	} else {
 		s.state = stateConnected
 	}
@@ -187,10 +195,8 @@ func (s *Session) Finish() {
 	}
 	s.subs = make(map[string]*subscription)
 	s.out.reset()
-	for _, t := range []*time.Timer{s.pingTimer, s.pongTimer, s.connectTime} {
-		if t != nil {
-			t.Stop()
-		}
+	if s.timer != nil {
+		s.timer.Stop()
 	}
 	s.mu.Unlock()
 	// Presence and engine unsubscribes must happen even though the client is
@@ -308,8 +314,8 @@ func (s *Session) connect(c *protocol.Command) (any, error) {
 		return nil, protocol.ErrBadRequest.With("already connected")
 	}
 	s.state = stateConnected
-	s.connectTime.Stop()
-	s.pingTimer = time.AfterFunc(s.n.cfg.PingInterval, s.onPing)
+	s.beat = beatIdle
+	s.timer.Reset(s.n.cfg.PingInterval)
 	return protocol.ConnectResult{
 		Client:  s.id,
 		Version: s.n.cfg.Version,
@@ -318,44 +324,56 @@ func (s *Session) connect(c *protocol.Command) (any, error) {
 	}, nil
 }
 
-func (s *Session) onConnectTimeout() {
+// onTimer advances the heartbeat: it ends a session that did not connect in
+// time, sends pings (refreshing presence, so entries of live clients never
+// expire), and ends a session whose pong did not come.
+func (s *Session) onTimer() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.state == stateNew {
-		d := protocol.DisconnectBadRequest
-		d.Reason = "connect timeout"
-		s.closeLocked(d)
-	}
-}
-
-// onPing sends a heartbeat, arms the pong deadline and refreshes presence so
-// entries of live clients never expire.
-func (s *Session) onPing() {
-	s.mu.Lock()
-	if s.state != stateConnected || s.closing != nil {
+	if s.state == stateFinished || s.closing != nil {
 		s.mu.Unlock()
 		return
 	}
-	s.pongDue = true
-	s.enqueueLocked(Item{Kind: ItemFrame, Push: protocol.PushPing, Frame: protocol.PingFrame})
-	// A pong timer from an earlier ping must not judge this one.
-	if s.pongTimer != nil {
-		s.pongTimer.Stop()
+	var present []string
+	switch s.beat {
+	case beatConnecting:
+		if s.state == stateNew {
+			d := protocol.DisconnectBadRequest
+			d.Reason = "connect timeout"
+			s.closeLocked(d)
+		}
+	case beatIdle:
+		s.pongDue = true
+		s.enqueueLocked(Item{Kind: ItemFrame, Push: protocol.PushPing, Frame: protocol.PingFrame})
+		s.beat = beatAwaitingPong
+		s.timer.Reset(s.n.cfg.PongTimeout)
+		present = s.presentChannelsLocked()
+	case beatAwaitingPong:
+		if s.pongDue {
+			s.closeLocked(protocol.DisconnectNoPong)
+			break
+		}
+		// The ping went out and came back: a session that received nothing
+		// else since holds no queue memory until it next has something to send.
+		s.releaseIdleQueueLocked()
+		s.beat = beatIdle
+		s.timer.Reset(s.n.cfg.PingInterval - s.n.cfg.PongTimeout)
 	}
-	s.pingSeq++
-	seq := s.pingSeq
-	s.pongTimer = time.AfterFunc(s.n.cfg.PongTimeout, func() { s.onPongTimeout(seq) })
-	s.pingTimer = time.AfterFunc(s.n.cfg.PingInterval, s.onPing)
-	present := s.presentChannelsLocked()
 	s.mu.Unlock()
 	s.refreshPresence(present)
 }
 
-func (s *Session) onPongTimeout(seq uint64) {
+// ReleaseIdleQueue frees the session's queue memory if nothing is queued.
+// Transports without pings (SSE) call it from their keep-alive loop; the
+// heartbeat does it for the others.
+func (s *Session) ReleaseIdleQueue() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.pongDue && seq == s.pingSeq {
-		s.closeLocked(protocol.DisconnectNoPong)
+	s.releaseIdleQueueLocked()
+	s.mu.Unlock()
+}
+
+func (s *Session) releaseIdleQueueLocked() {
+	if s.out.len() == 0 {
+		s.out.reset()
 	}
 }
 
@@ -373,7 +391,7 @@ func (s *Session) RefreshPresence() {
 func (s *Session) presentChannelsLocked() []string {
 	var present []string
 	for ch, sub := range s.subs {
-		if sub.ns.Presence && sub.live {
+		if sub.presence && sub.live {
 			present = append(present, ch)
 		}
 	}

@@ -17,8 +17,10 @@ import (
 type subscription struct {
 	s       *Session
 	channel string
-	ns      NamespaceOptions
-	live    bool
+	// presence and joinLeave are the namespace's options, all a
+	// subscription needs of them once it exists.
+	presence, joinLeave bool
+	live                bool
 	// removed is set when the subscription leaves its session, so the
 	// fan-out path can skip it without a map lookup.
 	removed bool
@@ -111,7 +113,7 @@ func (s *Session) subscribe(ctx context.Context, replyID uint32, req protocol.Su
 		}
 		since = &protocol.StreamPosition{Epoch: req.Epoch, Offset: req.Offset}
 	}
-	sub := &subscription{s: s, channel: req.Channel, ns: ns}
+	sub := &subscription{s: s, channel: req.Channel, presence: ns.Presence, joinLeave: ns.JoinLeave}
 	s.mu.Lock()
 	switch {
 	case s.state == stateFinished || s.closing != nil:
@@ -260,13 +262,13 @@ func (s *Session) release(ctx context.Context, sub *subscription) {
 	if err := s.n.hub.remove(ctx, sub.channel, sub); err != nil {
 		s.n.log.Warn("engine unsubscribe failed", "channel", sub.channel, "err", err)
 	}
-	if !sub.ns.Presence {
+	if !sub.presence {
 		return
 	}
 	if err := s.n.engine.RemovePresence(ctx, sub.channel, s.id); err != nil {
 		s.n.log.Warn("presence remove failed", "channel", sub.channel, "err", err)
 	}
-	if sub.ns.JoinLeave {
+	if sub.joinLeave {
 		if err := s.n.engine.PublishLeave(ctx, sub.channel, s.clientInfo()); err != nil {
 			s.n.log.Warn("leave event failed", "channel", sub.channel, "err", err)
 		}

@@ -173,6 +173,7 @@ func (h *Handler) run(ctx context.Context, sess *node.Session, t *transport, st 
 				return
 			}
 			sess.RefreshPresence()
+			sess.ReleaseIdleQueue()
 		case <-ctx.Done():
 			return
 		}
