@@ -37,6 +37,7 @@ type Server struct {
 	engine engine.Engine
 	node   *node.Node
 	ws     *websocket.Server
+	sse    *sse.Handler
 	http   *http.Server
 
 	ran      atomic.Bool
@@ -131,13 +132,14 @@ func (s *Server) wire() error {
 	publishBody := int64(cfg.MaxPublicationSize) + 16<<10
 	mux := http.NewServeMux()
 	mux.Handle("/ws", s.ws)
-	mux.Handle("/sse", sse.New(sse.Config{
+	s.sse = sse.New(sse.Config{
 		Node:         n,
 		Logger:       s.log.With("transport", "sse"),
 		KeepAlive:    cfg.SSE.KeepAlive,
 		Retry:        cfg.SSE.Retry,
 		WriteTimeout: cfg.WriteTimeout,
-	}))
+	})
+	mux.Handle("/sse", s.sse)
 	mux.Handle("/poll", poll.New(poll.Config{Node: n, Logger: s.log.With("transport", "poll")}))
 	clientAPI := api.NewClientHandler(api.ClientConfig{Node: n, MaxBodyBytes: publishBody})
 	for _, p := range api.ClientPaths {
@@ -245,6 +247,10 @@ func (s *Server) start(ctx context.Context) error {
 	if err := s.ws.Start(); err != nil {
 		return fmt.Errorf("server: start websocket: %w", err)
 	}
+	if err := s.sse.Start(); err != nil {
+		_ = s.ws.Shutdown(ctx)
+		return fmt.Errorf("server: start sse: %w", err)
+	}
 	return nil
 }
 
@@ -293,6 +299,9 @@ func (s *Server) stop(ctx context.Context, wsStarted bool) error {
 	if wsStarted {
 		if err := s.ws.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("server: websocket shutdown: %w", err))
+		}
+		if err := s.sse.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("server: sse shutdown: %w", err))
 		}
 	}
 	return errors.Join(errs...)

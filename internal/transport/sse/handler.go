@@ -6,10 +6,11 @@
 package sse
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldrt/herald/internal/node"
@@ -32,6 +33,11 @@ type Config struct {
 	// WriteTimeout bounds each batch of writes, so a client that stops
 	// reading releases its handler (10s).
 	WriteTimeout time.Duration
+	// MaxBufferedBytes bounds what a stream on the event loop may have
+	// written but not yet sent to a slowly reading client; past it the
+	// stream is closed and the client resumes from its last event id
+	// (1 MiB).
+	MaxBufferedBytes int
 }
 
 // Handler serves GET /sse?channel=A&channel=B. A stream resumes from the
@@ -53,6 +59,8 @@ type Config struct {
 // other events carry none, so they leave the client's Last-Event-ID as it was.
 type Handler struct {
 	cfg Config
+	// onLoop is set by Start; without it every stream keeps its goroutine.
+	onLoop atomic.Pointer[loopStreams]
 }
 
 // New returns a Handler for cfg. It panics if cfg.Node is nil, like
@@ -77,22 +85,40 @@ func New(cfg Config) *Handler {
 	return &Handler{cfg: cfg}
 }
 
-// transport is the session's view of one SSE response. Wake only signals the
-// handler goroutine, which does all the writing.
+// transport is the session's view of one SSE stream. Until a writer attaches,
+// Wake only remembers that it was called; then it passes wakes on to the
+// writer's notify, which must not block.
 type transport struct {
-	wake chan struct{}
+	mu      sync.Mutex
+	notify  func()
+	pending bool
 }
 
 var _ node.Transport = (*transport)(nil)
 
 func (t *transport) Name() string { return "sse" }
 
-// Wake never blocks: one pending signal is enough, as the writer drains
-// everything queued each time it wakes.
+// Wake never blocks: it is called under session locks.
 func (t *transport) Wake() {
-	select {
-	case t.wake <- struct{}{}:
-	default:
+	t.mu.Lock()
+	notify := t.notify
+	if notify == nil {
+		t.pending = true
+	}
+	t.mu.Unlock()
+	if notify != nil {
+		notify()
+	}
+}
+
+// attach sets the writer, passing on a wake that came before it.
+func (t *transport) attach(notify func()) {
+	t.mu.Lock()
+	t.notify = notify
+	pending := t.pending
+	t.mu.Unlock()
+	if pending {
+		notify()
 	}
 }
 
@@ -106,78 +132,43 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		protocol.WriteHTTPError(w, err)
 		return
 	}
-	t := &transport{wake: make(chan struct{}, 1)}
+	t := &transport{}
 	sess, err := h.cfg.Node.NewSession(t, node.SessionOptions{})
 	if errors.Is(err, protocol.ErrShuttingDown) {
 		// A draining node answers with a stream that says "reconnect": an
 		// HTTP error would make EventSource give up for good, while its
 		// retry reaches the restarted node or another one.
 		d := protocol.DisconnectShutdown
-		newStream(w, &h.cfg, channels, resume).end(&d)
+		h.endResponse(w, newStream(&h.cfg, channels, resume), &d)
 		return
 	}
 	if err != nil {
 		protocol.WriteHTTPError(w, err)
 		return
 	}
-	defer sess.Finish()
-
-	ctx := r.Context()
-	st := newStream(w, &h.cfg, channels, resume)
-	if err := sess.SubscribeStream(ctx, channels, resume); err != nil {
-		if _, d := sess.Drain(nil); d != nil {
+	st := newStream(&h.cfg, channels, resume)
+	if err := sess.SubscribeStream(r.Context(), channels, resume); err != nil {
+		_, d := sess.Drain(nil)
+		sess.Finish()
+		if d != nil {
 			// The session was closed while subscribing (shutdown, slow
 			// consumer): the request was fine, so rather than an HTTP error,
 			// which makes EventSource give up for good, tell the client to
 			// reconnect and resume from the position it already holds.
-			st.end(d)
+			h.endResponse(w, st, d)
 			return
 		}
 		protocol.WriteHTTPError(w, err)
 		return
 	}
-	if err := st.begin(); err != nil {
-		h.cfg.Logger.Debug("sse stream not started", "client", sess.ID(), "err", err)
+	// Plain HTTP/1.1 streams move to the event loop, where an idle one holds
+	// no goroutine and no buffers; TLS and HTTP/2 streams keep their handler
+	// goroutine.
+	if r.TLS == nil && r.ProtoMajor == 1 && h.serveOnLoop(w, sess, t, st) {
 		return
 	}
-	h.run(ctx, sess, t, st)
-}
-
-// run is the stream's writer loop: it writes whatever the session queued,
-// keeps the connection alive while idle, and returns when the session is
-// closed, a write fails or the client goes away.
-func (h *Handler) run(ctx context.Context, sess *node.Session, t *transport, st *stream) {
-	// A fixed ticker rather than one reset by traffic: presence must be
-	// refreshed on busy streams too.
-	keepAlive := time.NewTicker(h.cfg.KeepAlive)
-	defer keepAlive.Stop()
-	for {
-		items, d := sess.Drain(st.items[:0])
-		if len(items) > 0 || d != nil {
-			err := st.write(items, d)
-			st.recycle(items)
-			if err != nil {
-				h.cfg.Logger.Debug("sse write failed", "client", sess.ID(), "err", err)
-				return
-			}
-			if d != nil {
-				h.cfg.Logger.Debug("sse stream closed by server", "client", sess.ID(), "code", d.Code, "reason", d.Reason)
-				return
-			}
-		}
-		select {
-		case <-t.wake:
-		case <-keepAlive.C:
-			if err := st.keepAlive(); err != nil {
-				h.cfg.Logger.Debug("sse keep-alive failed", "client", sess.ID(), "err", err)
-				return
-			}
-			sess.RefreshPresence()
-			sess.ReleaseIdleQueue()
-		case <-ctx.Done():
-			return
-		}
-	}
+	defer sess.Finish()
+	h.serveResponse(r.Context(), w, sess, t, st)
 }
 
 // parseRequest reads the canonical channel list and, when the client

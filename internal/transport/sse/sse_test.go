@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,13 @@ type env struct {
 // down and then checks that no goroutine is left behind.
 func setup(t *testing.T, ncfg node.Config, scfg sse.Config, wrap func(net.Listener) net.Listener) *env {
 	t.Helper()
+	return setupServer(t, ncfg, scfg, wrap, false)
+}
+
+// setupServer is setup with a choice of TLS, under which streams stay on
+// their handler goroutines.
+func setupServer(t *testing.T, ncfg node.Config, scfg sse.Config, wrap func(net.Listener) net.Listener, useTLS bool) *env {
+	t.Helper()
 	t.Cleanup(func() { goleak.VerifyNone(t) })
 	ncfg.Engine = memory.New(memory.Config{})
 	ncfg.Dev = true
@@ -49,17 +57,31 @@ func setup(t *testing.T, ncfg node.Config, scfg sse.Config, wrap func(net.Listen
 		t.Fatal(err)
 	}
 	scfg.Node = n
-	srv := httptest.NewUnstartedServer(sse.New(scfg))
+	// A started handler moves plain HTTP/1.1 streams to its event loop, as
+	// the server runs it; TestStreamOnHandlerGoroutine covers the other mode.
+	h := sse.New(scfg)
+	if err := h.Start(); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
 	if wrap != nil {
 		srv.Listener = wrap(srv.Listener)
 	}
-	srv.Start()
 	hc := &http.Client{Transport: &http.Transport{}}
+	if useTLS {
+		srv.StartTLS()
+		hc = srv.Client()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 		defer cancel()
 		if err := n.Shutdown(ctx); err != nil {
 			t.Errorf("node shutdown: %v", err)
+		}
+		if err := h.Shutdown(ctx); err != nil {
+			t.Errorf("sse shutdown: %v", err)
 		}
 		srv.Close()
 		hc.CloseIdleConnections()
@@ -610,4 +632,71 @@ func TestResumeLargerThanQueue(t *testing.T) {
 	}
 	e.publish("r:a", `"live"`, false)
 	c.expectPublication(0, "r:a", 2+missed, `"live"`)
+}
+
+// handlerGoroutines counts goroutines still inside the SSE handler.
+func handlerGoroutines() int {
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "sse.(*Handler).ServeHTTP")
+}
+
+// Plain HTTP/1.1 streams live on the event loop: once established, none of
+// them holds a handler goroutine.
+func TestStreamsOnEventLoopHoldNoGoroutine(t *testing.T) {
+	e := setup(t, node.Config{}, sse.Config{}, nil)
+	var clients []*client
+	for i := range 50 {
+		c := e.dial(fmt.Sprintf("channel=loop:%d", i%5), nil)
+		c.nextSubscribed(fmt.Sprintf("loop:%d", i%5))
+		clients = append(clients, c)
+	}
+	if n := handlerGoroutines(); n != 0 {
+		t.Fatalf("%d handler goroutines for 50 established streams, want 0", n)
+	}
+	off := e.publish("loop:3", `"x"`, false)
+	for i, c := range clients {
+		if i%5 == 3 {
+			expectOne(t, c, "loop:3", off, `"x"`)
+		}
+	}
+}
+
+// Over TLS a stream keeps its handler goroutine, and behaves the same:
+// resume from Last-Event-ID with nothing lost or repeated.
+func TestStreamOnHandlerGoroutine(t *testing.T) {
+	e := setupServer(t, node.Config{}, sse.Config{}, nil, true)
+	c := e.dial("channel=tls", nil)
+	c.nextSubscribed("tls")
+	var last event
+	for i := range 3 {
+		last = expectOne(t, c, "tls", e.publish("tls", fmt.Sprint(i), false), fmt.Sprint(i))
+	}
+	if n := handlerGoroutines(); n != 1 {
+		t.Fatalf("%d handler goroutines for one TLS stream, want 1", n)
+	}
+	c.close()
+	e.publish("tls", "3", false)
+	e.publish("tls", "4", false)
+	c = e.dial("channel=tls", http.Header{"Last-Event-ID": {last.ID}})
+	if s := c.nextSubscribed("tls"); !s.Recovered {
+		t.Fatalf("resume over TLS: %+v", s)
+	}
+	expectOne(t, c, "tls", 4, "3")
+	expectOne(t, c, "tls", 5, "4")
+}
+
+// expectOne expects a stored publication on a one-channel stream, whose id
+// is that channel's position.
+func expectOne(t *testing.T, c *client, channel string, offset uint64, data string) event {
+	t.Helper()
+	p, ev := c.nextPublication(true)
+	if p.Channel != channel || p.Offset != offset || string(p.Data) != data {
+		t.Fatalf("want %s@%d %s, got %s@%d %s", channel, offset, data, p.Channel, p.Offset, p.Data)
+	}
+	ps, err := protocol.ParsePositions(ev.ID, 1)
+	if err != nil || ps[0].Offset != offset {
+		t.Fatalf("id %q for offset %d: %v", ev.ID, offset, err)
+	}
+	return ev
 }

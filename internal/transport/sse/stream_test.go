@@ -14,7 +14,9 @@ func newTestStream(channels []string, resume []protocol.StreamPosition) (*stream
 	rec := httptest.NewRecorder()
 	// The recorder takes no write deadlines: the stream must still work.
 	cfg := &Config{Logger: slog.New(slog.DiscardHandler), WriteTimeout: time.Second}
-	return newStream(rec, cfg, channels, resume), rec
+	st := newStream(cfg, channels, resume)
+	st.sink = newResponseSink(rec, cfg)
+	return st, rec
 }
 
 func TestFrameWithLineBreaksStaysOneEvent(t *testing.T) {

@@ -84,8 +84,8 @@ type (
 	commandJob client
 )
 
-func (j *flushJob) run()   { (*client)(j).flush() }
-func (j *commandJob) run() { (*client)(j).runCommands() }
+func (j *flushJob) Run()   { (*client)(j).flush() }
+func (j *commandJob) Run() { (*client)(j).runCommands() }
 
 // Name is the transport's name in logs and metrics.
 func (c *client) Name() string { return "websocket" }
@@ -97,7 +97,7 @@ func (c *client) Wake() {
 		switch st := c.flushState.Load(); st {
 		case flushIdle:
 			if c.flushState.CompareAndSwap(flushIdle, flushQueued) {
-				c.srv.writers.submit((*flushJob)(c))
+				c.srv.writers.Submit((*flushJob)(c))
 				return
 			}
 		case flushRunning:
@@ -115,7 +115,7 @@ func (c *client) flush() {
 		if i == flushesPerTurn {
 			// Woken all along: requeue behind the other connections.
 			c.flushState.Store(flushQueued)
-			c.srv.writers.submit((*flushJob)(c))
+			c.srv.writers.Submit((*flushJob)(c))
 			return
 		}
 		c.flushState.Store(flushRunning)
@@ -220,7 +220,7 @@ func (c *client) closeSocket(sock socket, d protocol.Disconnect) {
 	sched := c.scheduleFinishLocked()
 	c.mu.Unlock()
 	if sched {
-		c.srv.commands.submit((*commandJob)(c))
+		c.srv.commands.Submit((*commandJob)(c))
 	}
 }
 
@@ -299,7 +299,7 @@ func (c *client) text(data []byte) {
 	c.laneBusy = true
 	c.mu.Unlock()
 	if sched {
-		c.srv.commands.submit((*commandJob)(c))
+		c.srv.commands.Submit((*commandJob)(c))
 	}
 }
 
@@ -332,7 +332,7 @@ func (c *client) closed(err error) {
 	forget := c.forgetLocked()
 	c.mu.Unlock()
 	if sched {
-		c.srv.commands.submit((*commandJob)(c))
+		c.srv.commands.Submit((*commandJob)(c))
 	}
 	if forget {
 		c.srv.forget(c)
@@ -348,7 +348,7 @@ func (c *client) upgradeFailed() {
 	forget := c.forgetLocked()
 	c.mu.Unlock()
 	if sched {
-		c.srv.commands.submit((*commandJob)(c))
+		c.srv.commands.Submit((*commandJob)(c))
 	}
 	if forget {
 		c.srv.forget(c)
@@ -423,7 +423,7 @@ func (c *client) runCommands() {
 		if n == framesPerTurn {
 			// Still busy: yield the worker and requeue (laneBusy stays set).
 			c.mu.Unlock()
-			c.srv.commands.submit((*commandJob)(c))
+			c.srv.commands.Submit((*commandJob)(c))
 			return
 		}
 		frame := c.inbox[0]

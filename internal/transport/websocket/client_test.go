@@ -13,6 +13,7 @@ import (
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
 	"github.com/heraldrt/herald/internal/testkit"
+	"github.com/heraldrt/herald/internal/transport/eventloop"
 )
 
 // recordingSocket is a socket that keeps what is written to it.
@@ -113,7 +114,7 @@ func TestInboxOverflowDisconnects(t *testing.T) {
 		}
 	})
 	// A command pool that never runs stands for an engine stuck on every call.
-	srv := &Server{commands: newPool(0), writers: newPool(1), maxCoalesced: 1 << 10, maxInboxBytes: 1 << 20, log: discardLogger()}
+	srv := &Server{commands: eventloop.NewPool(0), writers: eventloop.NewPool(1), maxCoalesced: 1 << 10, maxInboxBytes: 1 << 20, log: discardLogger()}
 	c := &client{srv: srv}
 	sess, err := n.NewSession(c, node.SessionOptions{Bidirectional: true})
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"github.com/lesismal/nbio"
 	"github.com/lesismal/nbio/nbhttp"
 	nbws "github.com/lesismal/nbio/nbhttp/websocket"
+
+	"github.com/heraldrt/herald/internal/transport/eventloop"
 )
 
 // This file is the only one that knows the library is lesismal/nbio.
@@ -59,6 +61,8 @@ type nbioLibrary struct {
 	engine   *nbhttp.Engine
 	upgrader *nbws.Upgrader
 	started  atomic.Bool
+	// probe proves at start that the pollers loop (see eventloop.PollerProbe).
+	probe *eventloop.PollerProbe
 
 	// pending holds upgrades between the hijack and nbio's open callback,
 	// keyed by the connection's addresses: the open callback gets only the
@@ -83,6 +87,8 @@ func newNBIO(cfg nbioConfig) *nbioLibrary {
 	})
 	l.engine.OnOpen(l.onOpen)
 	l.engine.OnWrittenSize(l.onWritten)
+	l.probe = eventloop.NewPollerProbe()
+	l.engine.OnClose(func(c net.Conn, _ error) { l.probe.Closed(c) })
 
 	u := nbws.NewUpgrader()
 	u.Engine = l.engine
@@ -107,6 +113,12 @@ func newNBIO(cfg nbioConfig) *nbioLibrary {
 
 func (l *nbioLibrary) start() error {
 	if err := l.engine.Start(); err != nil {
+		return err
+	}
+	// Until every poller loops, a shutdown would be lost and hang.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.probe.Run(ctx, l.engine.Engine, l.engine.NPoller); err != nil {
 		return err
 	}
 	l.started.Store(true)
@@ -168,6 +180,9 @@ func (l *nbioLibrary) upgrade(w http.ResponseWriter, r *http.Request, ev events)
 // onOpen runs inside the upgrade, after nbio has registered the duplicated
 // connection with a poller and before it writes the handshake response.
 func (l *nbioLibrary) onOpen(c net.Conn) {
+	if l.probe.Owns(c) {
+		return
+	}
 	nbc, ok := c.(*nbio.Conn)
 	if !ok {
 		return

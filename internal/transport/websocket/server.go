@@ -28,6 +28,7 @@ import (
 
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
+	"github.com/heraldrt/herald/internal/transport/eventloop"
 )
 
 // Config configures a Server. Zero values take the defaults documented on
@@ -69,8 +70,8 @@ type Server struct {
 
 	// commands runs the command lanes, which may block on the engine;
 	// writers runs the flush lanes, which never block.
-	commands *pool
-	writers  *pool
+	commands *eventloop.Pool
+	writers  *eventloop.Pool
 	buffers  sync.Pool // *flushBuffer
 
 	// ctx is the parent of every command's context; cancelled by Shutdown.
@@ -126,8 +127,8 @@ func New(cfg Config) (*Server, error) {
 		maxInboxBytes: max(8*cfg.MaxMessageSize, 1<<20),
 		// Commands mostly wait on I/O (fsync, Redis round trips), so many
 		// may be in flight per CPU; flushes only copy and write.
-		commands: newPool(128 * procs),
-		writers:  newPool(4 * procs),
+		commands: eventloop.NewPool(128 * procs),
+		writers:  eventloop.NewPool(4 * procs),
 		ctx:      ctx,
 		cancel:   cancel,
 		clients:  make(map[*client]struct{}),
@@ -170,10 +171,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.cancel()
 	if err == nil {
-		err = s.commands.wait(ctx)
+		err = s.commands.Wait(ctx)
 	}
 	if err == nil {
-		err = s.writers.wait(ctx)
+		err = s.writers.Wait(ctx)
 	}
 	if err != nil {
 		return fmt.Errorf("websocket: shutdown: %w", err)

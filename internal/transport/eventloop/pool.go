@@ -1,36 +1,37 @@
-package websocket
+package eventloop
 
 import (
 	"context"
 	"sync"
 )
 
-// job is one unit of work for a pool. Connections submit themselves (through
+// Job is one unit of work for a Pool. Connections submit themselves (through
 // small named pointer types) rather than closures, so scheduling allocates
 // nothing.
-type job interface{ run() }
+type Job interface{ Run() }
 
-// pool runs jobs on at most max goroutines. Goroutines start on demand and
+// Pool runs jobs on at most max goroutines. Goroutines start on demand and
 // exit as soon as the queue is empty, so an idle server holds none.
 //
 // The queue has no fixed bound, but every submitter keeps at most one job of
-// each kind queued or running per connection (see client), so its length is
-// bounded by the number of connections.
-type pool struct {
+// each kind queued or running per connection, so its length is bounded by
+// the number of connections.
+type Pool struct {
 	max int
 
 	mu      sync.Mutex
-	queue   []job // FIFO ring: queue[head : head+n] (mod len)
+	queue   []Job // FIFO ring: queue[head : head+n] (mod len)
 	head, n int
 	running int
 	idle    chan struct{} // closed and cleared when running drops to zero
 }
 
-func newPool(max int) *pool { return &pool{max: max} }
+// NewPool returns a pool of at most max goroutines.
+func NewPool(max int) *Pool { return &Pool{max: max} }
 
-// submit queues j, starting a goroutine for it if fewer than max are
+// Submit queues j, starting a goroutine for it if fewer than max are
 // running. It never blocks, so it is safe under any lock.
-func (p *pool) submit(j job) {
+func (p *Pool) Submit(j Job) {
 	p.mu.Lock()
 	if p.running < p.max {
 		p.running++
@@ -47,21 +48,21 @@ func (p *pool) submit(j job) {
 }
 
 // grow doubles the ring. Caller must hold p.mu.
-func (p *pool) grow() {
+func (p *Pool) grow() {
 	size := 2 * len(p.queue)
 	if size == 0 {
 		size = 64
 	}
-	q := make([]job, size)
+	q := make([]Job, size)
 	for i := 0; i < p.n; i++ {
 		q[i] = p.queue[(p.head+i)%len(p.queue)]
 	}
 	p.queue, p.head = q, 0
 }
 
-func (p *pool) work(j job) {
+func (p *Pool) work(j Job) {
 	for {
-		j.run()
+		j.Run()
 		p.mu.Lock()
 		if p.n == 0 {
 			p.running--
@@ -84,8 +85,8 @@ func (p *pool) work(j job) {
 	}
 }
 
-// wait blocks until no goroutine of the pool is running or ctx ends.
-func (p *pool) wait(ctx context.Context) error {
+// Wait blocks until no goroutine of the pool is running or ctx ends.
+func (p *Pool) Wait(ctx context.Context) error {
 	p.mu.Lock()
 	if p.running == 0 {
 		p.mu.Unlock()

@@ -1,4 +1,4 @@
-package websocket
+package eventloop
 
 import (
 	"context"
@@ -15,7 +15,7 @@ type countJob struct {
 	done          *sync.WaitGroup
 }
 
-func (j *countJob) run() {
+func (j *countJob) Run() {
 	n := j.running.Add(1)
 	for {
 		p := j.peak.Load()
@@ -29,14 +29,14 @@ func (j *countJob) run() {
 }
 
 func TestPoolBoundsGoroutinesAndRunsEverything(t *testing.T) {
-	p := newPool(3)
+	p := NewPool(3)
 	var running, peak atomic.Int32
 	release := make(chan struct{})
 	var done sync.WaitGroup
 	const jobs = 50
 	done.Add(jobs)
 	for i := 0; i < jobs; i++ {
-		p.submit(&countJob{running: &running, peak: &peak, release: release, done: &done})
+		p.Submit(&countJob{running: &running, peak: &peak, release: release, done: &done})
 	}
 	testkit.WaitFor(t, 5*time.Second, "three jobs to run", func() bool { return running.Load() == 3 })
 	close(release)
@@ -46,25 +46,25 @@ func TestPoolBoundsGoroutinesAndRunsEverything(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := p.wait(ctx); err != nil {
+	if err := p.Wait(ctx); err != nil {
 		t.Fatalf("pool did not go idle: %v", err)
 	}
 }
 
 type funcJob func()
 
-func (f funcJob) run() { f() }
+func (f funcJob) Run() { f() }
 
 func TestPoolIsFIFOWhenSaturated(t *testing.T) {
-	p := newPool(1)
+	p := NewPool(1)
 	gate := make(chan struct{})
 	var mu sync.Mutex
 	var order []int
 	var done sync.WaitGroup
 	done.Add(101)
-	p.submit(funcJob(func() { <-gate; done.Done() }))
+	p.Submit(funcJob(func() { <-gate; done.Done() }))
 	for i := 0; i < 100; i++ {
-		p.submit(funcJob(func() {
+		p.Submit(funcJob(func() {
 			mu.Lock()
 			order = append(order, i)
 			mu.Unlock()
@@ -78,7 +78,7 @@ func TestPoolIsFIFOWhenSaturated(t *testing.T) {
 			t.Fatalf("job %d ran at position %d", v, i)
 		}
 	}
-	if err := p.wait(context.Background()); err != nil {
+	if err := p.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,0 +1,128 @@
+package eventloop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/lesismal/nbio"
+)
+
+// This file is the only one that knows the poller is lesismal/nbio.
+
+// ErrClosed is returned by writes to a connection that is closed.
+var ErrClosed = errors.New("eventloop: connection closed")
+
+// LoopConfig configures a Loop.
+type LoopConfig struct {
+	// Name labels the loop's pollers in diagnostics.
+	Name string
+	// MaxBufferedBytes bounds what one connection may have written but not
+	// yet sent because its peer reads slowly; past it the connection is
+	// closed (default 1 MiB).
+	MaxBufferedBytes int
+}
+
+// Loop polls adopted connections. Create it with NewLoop, Start it, Adopt
+// connections, and Shutdown it.
+type Loop struct {
+	engine *nbio.Engine
+	probe  *PollerProbe
+	// mu orders Adopt against the close callback: a connection that closes
+	// the instant it is adopted is reported only once its Conn is set up.
+	mu sync.Mutex
+}
+
+// NewLoop returns a stopped loop.
+func NewLoop(cfg LoopConfig) *Loop {
+	if cfg.MaxBufferedBytes <= 0 {
+		cfg.MaxBufferedBytes = 1 << 20
+	}
+	l := &Loop{probe: NewPollerProbe()}
+	l.engine = nbio.NewEngine(nbio.Config{
+		Name:               cfg.Name,
+		NPoller:            1,
+		MaxWriteBufferSize: cfg.MaxBufferedBytes,
+		// Adopted connections are push-only: a small shared read buffer is
+		// enough to notice input and closes.
+		ReadBufferSize: 512,
+	})
+	// Input on a push-only connection is ignored; reading it keeps the
+	// kernel from holding it and lets the poller see the peer's close.
+	l.engine.OnData(func(*nbio.Conn, []byte) {})
+	l.engine.OnClose(func(c *nbio.Conn, err error) {
+		if l.probe.Closed(c) {
+			return
+		}
+		l.mu.Lock()
+		conn, _ := c.Session().(*Conn)
+		l.mu.Unlock()
+		if conn != nil {
+			conn.closed(err)
+		}
+	})
+	return l
+}
+
+// Start starts the pollers and returns once they run, so a Shutdown that
+// follows at once is never lost.
+func (l *Loop) Start() error {
+	if err := l.engine.Start(); err != nil {
+		return fmt.Errorf("eventloop: start: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// A failed probe means a poller is not looping; Stop would hang on it.
+	if err := l.probe.Run(ctx, l.engine, l.engine.NPoller); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Shutdown closes every adopted connection and stops the pollers.
+func (l *Loop) Shutdown(ctx context.Context) error {
+	return l.engine.Shutdown(ctx)
+}
+
+// Adopt takes conn over: from now on the loop owns it, and onClose is called
+// exactly once, from the loop, when the peer closes it, it fails, or Close is
+// called. conn must not be used afterwards.
+func (l *Loop) Adopt(conn net.Conn, onClose func(error)) (*Conn, error) {
+	c := &Conn{onClose: onClose}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	nc, err := l.engine.AddConn(conn)
+	if err != nil {
+		return nil, fmt.Errorf("eventloop: adopt: %w", err)
+	}
+	c.nc = nc
+	nc.SetSession(c)
+	return c, nil
+}
+
+// Conn is an adopted connection. Its methods are safe for concurrent use.
+type Conn struct {
+	nc        *nbio.Conn
+	onClose   func(error)
+	closeOnce sync.Once
+}
+
+// Write sends b, or queues what the socket cannot take yet; it never blocks.
+// b may be reused when Write returns. A connection whose queue would exceed
+// the loop's MaxBufferedBytes is closed and Write returns an error.
+func (c *Conn) Write(b []byte) error {
+	if _, err := c.nc.Write(b); err != nil {
+		return errors.Join(ErrClosed, err)
+	}
+	return nil
+}
+
+// Close closes the connection; onClose follows.
+func (c *Conn) Close() error { return c.nc.Close() }
+
+func (c *Conn) closed(err error) {
+	c.closeOnce.Do(func() { c.onClose(err) })
+}
