@@ -56,7 +56,9 @@ func (q *outbox) push(it Item) bool {
 func (q *outbox) grow() {
 	size := 2 * len(q.items)
 	if size == 0 {
-		size = 8
+		// Most sessions have one or two frames queued at a time (a reply, a
+		// ping, a publication); bursts grow the ring, and only they pay.
+		size = 2
 	}
 	items := make([]Item, size)
 	for i := 0; i < q.n; i++ {
