@@ -39,7 +39,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, maxBytes int64, v any) e
 
 // writeJSON answers 200 with v as JSON.
 func writeJSON(w http.ResponseWriter, v any) {
-	b, err := json.Marshal(v)
+	b, err := protocol.Marshal(v)
 	if err != nil {
 		protocol.WriteHTTPError(w, protocol.ErrInternal.With("encode response: %v", err))
 		return

@@ -63,3 +63,13 @@ func TestClientHistoryAndPresence(t *testing.T) {
 	wantError(t, post(t, srv.URL+"/presence_stats", "", `{"channel":"closed"}`), http.StatusForbidden, protocol.ErrPermissionDenied.Code)
 	wantError(t, post(t, srv.URL+"/nothing", "", `{}`), http.StatusNotFound, protocol.ErrMethodNotFound.Code)
 }
+
+// History answers carry data exactly as published: no HTML escaping.
+func TestHistoryKeepsDataUnescaped(t *testing.T) {
+	srv, _ := apiServer(t, Config{Key: testKey})
+	wantOK(t, post(t, srv.URL+"/api/publish", testKey, `{"channel":"h","data":{"t":"<a&b>"}}`), &protocol.PublishResult{})
+	r := post(t, srv.URL+"/api/history", testKey, `{"channel":"h"}`)
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), `{"t":"<a&b>"}`) {
+		t.Fatalf("history %d: %s", r.status, r.body)
+	}
+}

@@ -202,11 +202,25 @@ func NormalizeData(data []byte) (json.RawMessage, error) {
 	return buf.Bytes(), nil
 }
 
+// Marshal encodes v as compact JSON without escaping HTML characters: the
+// encoding of replies and HTTP answers, which embed publication data that
+// must reach clients byte for byte as it was accepted (json.Marshal would
+// turn "<" into "\u003c" inside it).
+func Marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
 // EncodeReply encodes a reply frame.
 func EncodeReply(r *Reply) []byte {
-	b, err := json.Marshal(r)
+	b, err := Marshal(r)
 	if err != nil {
-		b, _ = json.Marshal(&Reply{ID: r.ID, Error: ErrInternal.With("encode reply: %v", err)})
+		b, _ = Marshal(&Reply{ID: r.ID, Error: ErrInternal.With("encode reply: %v", err)})
 	}
 	return b
 }
@@ -263,7 +277,7 @@ var PingFrame = []byte(`{"type":"ping"}`)
 // EncodePush encodes any push struct. Pushes other than publications are rare
 // enough that reflection-based encoding costs nothing that matters.
 func EncodePush(v any) []byte {
-	b, err := json.Marshal(v)
+	b, err := Marshal(v)
 	if err != nil {
 		panic(fmt.Sprintf("protocol: push %T does not encode: %v", v, err))
 	}
@@ -285,7 +299,7 @@ func appendUint(dst []byte, v uint64) []byte {
 }
 
 func appendJSON(dst []byte, v any) []byte {
-	b, err := json.Marshal(v)
+	b, err := Marshal(v)
 	if err != nil {
 		return append(dst, "null"...)
 	}

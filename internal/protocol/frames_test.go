@@ -108,3 +108,16 @@ func FuzzDecodeCommands(f *testing.F) {
 		}
 	})
 }
+
+// Replies embed publication data, which must stay byte for byte as accepted:
+// no HTML escaping of <, > and &.
+func TestEncodeReplyKeepsDataUnescaped(t *testing.T) {
+	data := json.RawMessage(`{"html":"<a href='x'>&amp;</a>"}`)
+	frame := EncodeReply(&Reply{ID: 7, Result: HistoryResult{Publications: []Publication{{Channel: "c", Offset: 1, Data: data}}}})
+	if !bytes.Contains(frame, data) {
+		t.Fatalf("reply %s does not hold the data %s unchanged", frame, data)
+	}
+	if bytes.HasSuffix(frame, []byte("\n")) {
+		t.Fatalf("reply ends in a newline: %q", frame)
+	}
+}
