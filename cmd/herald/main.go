@@ -36,7 +36,10 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the server", serve},
+		{"pub", "publish to a channel through the server API", pub},
+		{"sub", "subscribe and print publications as JSON lines", sub},
 		{"genconfig", "print a commented default configuration file", genconfig},
+		{"bench", "load-test a server: idle, fanout, spread, churn", benchCmd},
 	}
 }
 

@@ -1,0 +1,27 @@
+package client_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/heraldrt/herald/client"
+)
+
+func TestErrorMatching(t *testing.T) {
+	err := fmt.Errorf("publishing: %w", &client.Error{Code: client.CodePermissionDenied, Message: "permission denied: publish to \"x\""})
+	var e *client.Error
+	if !errors.As(err, &e) || e.Code != 103 {
+		t.Fatalf("errors.As: %v", err)
+	}
+	if !errors.Is(err, &client.Error{Code: client.CodePermissionDenied}) || errors.Is(err, &client.Error{Code: client.CodeInternal}) {
+		t.Fatal("errors.Is must match by code only")
+	}
+	if s := e.Error(); s != `herald: permission denied: publish to "x" (code 103)` {
+		t.Fatalf("message %q", s)
+	}
+	var de *client.DisconnectError
+	if !errors.As(fmt.Errorf("x: %w", &client.DisconnectError{Code: 4501, Reason: "unauthorized"}), &de) || de.Code != 4501 {
+		t.Fatal("DisconnectError does not match")
+	}
+}

@@ -1,0 +1,512 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/heraldrt/herald/internal/protocol"
+)
+
+const (
+	// dialTimeout bounds a WebSocket handshake plus the connect command.
+	dialTimeout = 15 * time.Second
+	// writeTimeout bounds one WebSocket write.
+	writeTimeout = 10 * time.Second
+	// wsReadLimit bounds one inbound message. The server coalesces queued
+	// frames into one message, up to its per-connection queue (1 MiB by
+	// default); the limit leaves room for servers configured larger.
+	wsReadLimit = 64 << 20
+)
+
+// wsTransport runs the protocol over WebSocket: one connection carries
+// commands with ids, their replies, and pushes.
+type wsTransport struct {
+	c *Client
+	// conn is the current connection once its connect command succeeded,
+	// nil otherwise. Guarded by c.mu.
+	conn *wsConn
+}
+
+var _ transport = (*wsTransport)(nil)
+
+func (t *wsTransport) session(ctx context.Context) error {
+	c := t.c
+	u := "ws" + strings.TrimPrefix(c.base, "http") + "/ws"
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	ws, resp, err := websocket.Dial(dctx, u, &websocket.DialOptions{HTTPClient: c.streamHC, HTTPHeader: c.cfg.Header})
+	if err != nil {
+		r := &endReason{reason: "websocket handshake", err: err}
+		if resp != nil {
+			s := resp.StatusCode
+			r.permanent = s >= 400 && s < 500 && s != http.StatusRequestTimeout && s != http.StatusTooManyRequests
+		}
+		return r
+	}
+	ws.SetReadLimit(wsReadLimit)
+	w := &wsConn{t: t, ws: ws, done: make(chan struct{}), pending: make(map[uint32]*pendingCall)}
+	go w.readLoop()
+
+	var res protocol.ConnectResult
+	err = w.call(dctx, protocol.MethodConnect, protocol.ConnectRequest{Name: c.cfg.Name}, &res)
+	cancel()
+	if err != nil {
+		w.fail(&endReason{reason: "connect", err: err})
+		<-w.done
+		var e *Error
+		if errors.As(err, &e) {
+			return &endReason{reason: "connect refused", err: e, permanent: e.Code == CodeUnauthorized || e.Code == CodeTokenExpired}
+		}
+		return w.reason()
+	}
+	if res.Ping > 0 {
+		// The server pings every Ping seconds and waits Pong seconds for
+		// the answer: silence for longer means the connection is dead,
+		// even if TCP has not noticed.
+		w.startKeepAlive(time.Duration(res.Ping+res.Pong) * time.Second)
+	}
+
+	c.mu.Lock()
+	t.conn = w
+	c.connectedLocked(ConnectedEvent{ClientID: res.Client})
+	var cmds []outCommand
+	for _, sub := range c.subs {
+		if sub.wantedLocked() {
+			cmds = append(cmds, t.subscribeCommandLocked(w, sub))
+		}
+	}
+	c.mu.Unlock()
+	w.send(cmds)
+
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		w.fail(&endReason{reason: "client closed"})
+		<-w.done
+	}
+	c.mu.Lock()
+	if t.conn == w {
+		t.conn = nil
+	}
+	c.mu.Unlock()
+	return w.reason()
+}
+
+// subscribeCommandLocked builds the subscribe command of sub on w, resuming
+// from the subscription's position when it has one, and marks sub as being
+// subscribed on w. Caller holds c.mu.
+func (t *wsTransport) subscribeCommandLocked(w *wsConn, sub *Subscription) outCommand {
+	c := t.c
+	sub.conn = w
+	gen := sub.gen.Load()
+	req := protocol.SubscribeRequest{Channel: sub.channel}
+	from := sub.wire
+	if sub.hasWire {
+		req.Recover, req.Epoch, req.Offset = true, from.Epoch, from.Offset
+	}
+	onReply := func(raw json.RawMessage, e *Error) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if sub.gen.Load() != gen || sub.conn != w {
+			return nil // unsubscribed meanwhile
+		}
+		if e != nil {
+			if temporary(e.Code) || e.Code == CodeAlreadySubscribed {
+				// The server or this connection is in trouble; a fresh
+				// connection after a backoff subscribes everything again.
+				sub.errorLocked(e)
+				return &endReason{reason: "subscribe " + sub.channel, err: e}
+			}
+			sub.refuseLocked(gen, e)
+			return nil
+		}
+		var r protocol.SubscribeResult
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return &endReason{reason: "malformed subscribe reply", err: err}
+		}
+		// The stream continues from the position asked for when it was
+		// recovered (the missed publications follow this reply), else from
+		// the channel's newest position.
+		start := StreamPosition{Epoch: r.Epoch, Offset: r.Offset}
+		if r.Recovered {
+			start.Offset = from.Offset
+		}
+		sub.confirmLocked(w, gen, SubscribedEvent{Position: start, Recoverable: r.Recoverable, WasRecovering: r.WasRecovering, Recovered: r.Recovered})
+		return nil
+	}
+	return outCommand{method: protocol.MethodSubscribe, params: req, onReply: onReply}
+}
+
+func (t *wsTransport) subscribe(sub *Subscription) {
+	c := t.c
+	c.mu.Lock()
+	w := t.conn
+	if w == nil || !sub.wantedLocked() {
+		c.mu.Unlock()
+		return // the next session subscribes it
+	}
+	cmd := t.subscribeCommandLocked(w, sub)
+	c.mu.Unlock()
+	w.send([]outCommand{cmd})
+}
+
+func (t *wsTransport) unsubscribe(ctx context.Context, sub *Subscription, conn any) error {
+	w, _ := conn.(*wsConn)
+	t.c.mu.Lock()
+	live := w != nil && t.conn == w
+	t.c.mu.Unlock()
+	if !live {
+		return nil // the connection is gone, and the server forgot it
+	}
+	err := w.call(ctx, protocol.MethodUnsubscribe, protocol.UnsubscribeRequest{Channel: sub.channel}, nil)
+	if errors.Is(err, &Error{Code: CodeNotSubscribed}) || errors.Is(err, ErrDisconnected) {
+		return nil
+	}
+	return err
+}
+
+func (t *wsTransport) call(ctx context.Context, method string, params, out any) error {
+	for {
+		if err := t.c.commandState(ctx, true); err != nil {
+			return err
+		}
+		t.c.mu.Lock()
+		w, ch := t.conn, t.c.stateCh
+		t.c.mu.Unlock()
+		if w != nil {
+			return w.call(ctx, method, params, out)
+		}
+		// Connected, but the connection just ended: the state is about to
+		// change.
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// wsConn is one WebSocket connection: a reader goroutine, and the commands
+// waiting for their replies.
+type wsConn struct {
+	t    *wsTransport
+	ws   *websocket.Conn
+	done chan struct{} // closed when the reader has exited
+
+	mu        sync.Mutex
+	nextID    uint32
+	pending   map[uint32]*pendingCall
+	end       *endReason // why the connection ended; the first reason wins
+	keepAlive *time.Timer
+	window    time.Duration
+}
+
+// pendingCall is a command waiting for its reply.
+type pendingCall struct {
+	// onReply, if set, runs in the reader when the reply arrives, before
+	// any later frame is handled: a subscribe reply must be recorded
+	// before the recovered publications that follow it. An error it
+	// returns ends the connection.
+	onReply func(result json.RawMessage, err *Error) error
+	// reply, if set, receives the reply.
+	reply chan callReply
+}
+
+type callReply struct {
+	result json.RawMessage
+	err    error
+}
+
+// outCommand is a command to send without waiting for its reply.
+type outCommand struct {
+	method  string
+	params  any
+	onReply func(json.RawMessage, *Error) error
+}
+
+// call sends one command and waits for its reply, decoding the result into
+// out (if not nil). A connection lost first gives ErrDisconnected.
+func (w *wsConn) call(ctx context.Context, method string, params, out any) error {
+	pc := &pendingCall{reply: make(chan callReply, 1)}
+	frame, id, err := w.register(method, params, pc)
+	if err != nil {
+		return err
+	}
+	if err := w.write(frame); err != nil {
+		w.unregister(id)
+		return ErrDisconnected
+	}
+	select {
+	case r := <-pc.reply:
+		if r.err != nil {
+			return r.err
+		}
+		if out != nil {
+			if err := json.Unmarshal(r.result, out); err != nil {
+				return errors.Join(errors.New("client: malformed "+method+" reply"), err)
+			}
+		}
+		return nil
+	case <-ctx.Done():
+		w.unregister(id)
+		return ctx.Err()
+	}
+}
+
+// send writes commands without waiting for replies, batching them into
+// messages of up to protocol.MaxCommandsPerFrame frames.
+func (w *wsConn) send(cmds []outCommand) {
+	var msg []byte
+	n := 0
+	flush := func() bool {
+		if n == 0 {
+			return true
+		}
+		err := w.write(msg)
+		msg, n = msg[:0], 0
+		return err == nil
+	}
+	for _, cmd := range cmds {
+		frame, _, err := w.register(cmd.method, cmd.params, &pendingCall{onReply: cmd.onReply})
+		if err != nil {
+			return
+		}
+		if n > 0 {
+			msg = append(msg, '\n')
+		}
+		msg = append(msg, frame...)
+		if n++; n == protocol.MaxCommandsPerFrame && !flush() {
+			return
+		}
+	}
+	flush()
+}
+
+// register assigns an id to a command, records pc under it and returns the
+// encoded frame.
+func (w *wsConn) register(method string, params any, pc *pendingCall) ([]byte, uint32, error) {
+	p, err := marshal(params)
+	if err != nil {
+		return nil, 0, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.end != nil {
+		return nil, 0, ErrDisconnected
+	}
+	w.nextID++
+	if w.nextID == 0 {
+		w.nextID = 1
+	}
+	id := w.nextID
+	frame, err := marshal(protocol.Command{ID: id, Method: method, Params: p})
+	if err != nil {
+		return nil, 0, err
+	}
+	w.pending[id] = pc
+	return frame, id, nil
+}
+
+func (w *wsConn) unregister(id uint32) {
+	w.mu.Lock()
+	delete(w.pending, id)
+	w.mu.Unlock()
+}
+
+func (w *wsConn) write(msg []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	if err := w.ws.Write(ctx, websocket.MessageText, msg); err != nil {
+		w.fail(&endReason{reason: "write", err: err})
+		return err
+	}
+	return nil
+}
+
+// fail ends the connection for reason r, unless it already ended.
+func (w *wsConn) fail(r *endReason) {
+	w.mu.Lock()
+	if w.end == nil {
+		w.end = r
+	}
+	if w.keepAlive != nil {
+		w.keepAlive.Stop()
+	}
+	w.mu.Unlock()
+	_ = w.ws.CloseNow()
+}
+
+// reason is why the connection ended.
+func (w *wsConn) reason() *endReason {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.end == nil {
+		return &endReason{reason: "connection ended"}
+	}
+	return w.end
+}
+
+func (w *wsConn) startKeepAlive(window time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.end != nil {
+		return
+	}
+	w.window = window
+	w.keepAlive = time.AfterFunc(window, func() {
+		w.fail(&endReason{reason: "no heartbeat from the server within " + window.String()})
+	})
+}
+
+// alive pushes the heartbeat deadline back after any inbound message.
+func (w *wsConn) alive() {
+	w.mu.Lock()
+	if w.keepAlive != nil && w.end == nil {
+		w.keepAlive.Reset(w.window)
+	}
+	w.mu.Unlock()
+}
+
+// readLoop reads messages until the connection ends, then fails every
+// command still waiting for a reply.
+func (w *wsConn) readLoop() {
+	defer close(w.done)
+	defer w.failPending()
+	ctx := context.Background()
+	for {
+		typ, msg, err := w.ws.Read(ctx)
+		if err != nil {
+			r := &endReason{reason: "connection lost", err: err}
+			var ce websocket.CloseError
+			if errors.As(err, &ce) {
+				r = closeReason(uint16(ce.Code), ce.Reason)
+			}
+			w.fail(r)
+			return
+		}
+		w.alive()
+		if typ != websocket.MessageText {
+			continue
+		}
+		for len(msg) > 0 {
+			var line []byte
+			line, msg, _ = bytes.Cut(msg, []byte{'\n'})
+			if len(bytes.TrimSpace(line)) == 0 {
+				continue
+			}
+			if r := w.handle(line); r != nil {
+				w.fail(r)
+				return
+			}
+		}
+	}
+}
+
+func (w *wsConn) failPending() {
+	w.mu.Lock()
+	pending := w.pending
+	w.pending = map[uint32]*pendingCall{}
+	w.mu.Unlock()
+	for _, pc := range pending {
+		if pc.reply != nil {
+			pc.reply <- callReply{err: ErrDisconnected}
+		}
+	}
+}
+
+// wireFrame is any frame the server sends: a reply (id set) or a push
+// (type set). One struct decodes all, in one pass.
+type wireFrame struct {
+	ID     uint32          `json:"id"`
+	Result json.RawMessage `json:"result"`
+	Error  *Error          `json:"error"`
+	Type   string          `json:"type"`
+	wirePublication
+	Code   uint32 `json:"code"`
+	Reason string `json:"reason"`
+}
+
+// handle processes one frame; a non-nil result ends the connection.
+func (w *wsConn) handle(line []byte) *endReason {
+	var f wireFrame
+	if err := json.Unmarshal(line, &f); err != nil {
+		return &endReason{reason: "malformed frame from the server", err: err}
+	}
+	if f.ID != 0 {
+		w.mu.Lock()
+		pc := w.pending[f.ID]
+		delete(w.pending, f.ID)
+		w.mu.Unlock()
+		if pc == nil {
+			return nil // its caller gave up waiting
+		}
+		if pc.onReply != nil {
+			if err := pc.onReply(f.Result, f.Error); err != nil {
+				return asEndReason(err)
+			}
+		}
+		if pc.reply != nil {
+			var err error
+			if f.Error != nil {
+				err = f.Error
+			}
+			pc.reply <- callReply{result: f.Result, err: err}
+		}
+		return nil
+	}
+	c := w.t.c
+	switch f.Type {
+	case protocol.PushPublication:
+		if err := c.deliver(w, f.publication("")); err != nil {
+			return asEndReason(err)
+		}
+	case protocol.PushJoin, protocol.PushLeave:
+		var info ClientInfo
+		if f.Info != nil {
+			info = *f.Info
+		}
+		if err := c.presence(w, f.Type == protocol.PushJoin, f.Channel, info); err != nil {
+			return asEndReason(err)
+		}
+	case protocol.PushPing:
+		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+		defer cancel()
+		if err := w.ws.Write(ctx, websocket.MessageText, []byte(`{"method":"pong"}`)); err != nil {
+			return &endReason{reason: "write pong", err: err}
+		}
+	case protocol.PushUnsubscribe:
+		w.unsubscribed(f.Channel, &Error{Code: f.Code, Message: f.Reason})
+	}
+	return nil
+}
+
+// unsubscribed handles the server ending one subscription: for good, or,
+// for a temporary reason, by subscribing again.
+func (w *wsConn) unsubscribed(channel string, e *Error) {
+	c := w.t.c
+	c.mu.Lock()
+	sub := c.subs[channel]
+	if sub == nil || sub.conn != w || sub.state == SubscriptionUnsubscribed {
+		c.mu.Unlock()
+		return
+	}
+	if !temporary(e.Code) {
+		sub.refuseLocked(sub.gen.Load(), e)
+		c.mu.Unlock()
+		return
+	}
+	sub.errorLocked(e)
+	sub.conn = nil
+	sub.setStateLocked(SubscriptionSubscribing)
+	cmd := w.t.subscribeCommandLocked(w, sub)
+	c.mu.Unlock()
+	w.send([]outCommand{cmd})
+}
