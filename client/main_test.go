@@ -18,6 +18,7 @@ import (
 
 	"github.com/heraldrt/herald/client"
 	"github.com/heraldrt/herald/internal/server"
+	"github.com/heraldrt/herald/internal/server/servertest"
 	"github.com/heraldrt/herald/internal/testkit"
 	"github.com/heraldrt/herald/internal/transport/websocket"
 )
@@ -40,9 +41,8 @@ type testServer struct {
 	cfg server.Config
 	// addr is the address after the first start, read by other goroutines
 	// (publishers) while the test restarts the server.
-	addr   atomic.Value
-	cancel context.CancelFunc
-	done   chan error
+	addr    atomic.Value
+	running *servertest.Server
 }
 
 // startServer runs a dev-mode server on the memory engine at a free port;
@@ -68,37 +68,23 @@ func startServer(t testing.TB, tweak func(*server.Config)) *testServer {
 // address as before.
 func (s *testServer) start() {
 	s.t.Helper()
-	if s.cancel != nil {
+	if s.running != nil {
 		s.t.Fatal("server already running")
 	}
-	srv, err := server.New(s.cfg)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		cancel()
-		s.t.Fatalf("server stopped: %v", err)
-	}
-	s.cfg.Addr = srv.Addr()
-	s.addr.Store(srv.Addr())
-	s.cancel, s.done = cancel, done
+	s.running = servertest.Start(s.t, s.cfg)
+	s.cfg.Addr = s.running.Addr
+	s.addr.Store(s.running.Addr)
 }
 
 // stop shuts the server down gracefully: clients are told to reconnect.
 func (s *testServer) stop() {
-	if s.cancel == nil {
+	if s.running == nil {
 		return
 	}
-	s.cancel()
-	if err := <-s.done; err != nil {
+	if err := s.running.Stop(); err != nil {
 		s.t.Errorf("server run: %v", err)
 	}
-	s.cancel = nil
+	s.running = nil
 }
 
 // restart stops the server and starts it again on the same address, with

@@ -14,6 +14,7 @@ import (
 
 	"github.com/heraldrt/herald/internal/protocol"
 	"github.com/heraldrt/herald/internal/server"
+	"github.com/heraldrt/herald/internal/server/servertest"
 )
 
 // nbio's websocket package starts a default engine's worker pool at init;
@@ -26,7 +27,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.IgnoreCurrent()) }
 func startServer(t *testing.T, tweak func(*server.Config)) string {
 	t.Helper()
 	cfg := server.Defaults()
-	cfg.Addr = "127.0.0.1:0"
 	cfg.Engine = "memory"
 	cfg.Dev = true
 	cfg.APIKey = apiKey
@@ -34,26 +34,7 @@ func startServer(t *testing.T, tweak func(*server.Config)) string {
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	srv, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		cancel()
-		t.Fatalf("server stopped: %v", err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server run: %v", err)
-		}
-	})
-	return "http://" + srv.Addr()
+	return servertest.Start(t, cfg).URL
 }
 
 func serverPublish(t *testing.T, base, channel string, seq int) ack {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/server"
+	"github.com/heraldrt/herald/internal/server/servertest"
 )
 
 // startCmdServer runs an in-process dev server on the memory engine whose
@@ -27,26 +28,7 @@ func startCmdServer(t *testing.T, apiKey string) string {
 	closed := node.DevNamespace("closed")
 	closed.Subscribe = node.AccessNobody
 	cfg.Namespaces = []node.NamespaceOptions{closed}
-	srv, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	return "http://" + srv.Addr()
+	return servertest.Start(t, cfg).URL
 }
 
 func TestPubUsage(t *testing.T) {
