@@ -106,12 +106,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		protocol.WriteHTTPError(w, protocol.ErrMethodNotFound.With("no API endpoint %q", truncate(r.URL.Path, 64)))
 		return
 	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		writeErrorStatus(w, http.StatusMethodNotAllowed, protocol.ErrBadRequest.With("method %s not allowed, use POST", r.Method))
+	if !requirePost(w, r) {
 		return
 	}
 	route(w, r)
+}
+
+// requirePost answers 405 to anything but POST, reporting whether r is one.
+func requirePost(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodPost {
+		return true
+	}
+	w.Header().Set("Allow", http.MethodPost)
+	writeErrorStatus(w, http.StatusMethodNotAllowed, protocol.ErrBadRequest.With("method %s not allowed, use POST", r.Method))
+	return false
 }
 
 func (h *Handler) authorize(r *http.Request) error {

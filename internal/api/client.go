@@ -66,9 +66,7 @@ func (h *ClientHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		protocol.WriteHTTPError(w, protocol.ErrMethodNotFound.With("no client endpoint %q", truncate(r.URL.Path, 64)))
 		return
 	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		writeErrorStatus(w, http.StatusMethodNotAllowed, protocol.ErrBadRequest.With("method %s not allowed, use POST", r.Method))
+	if !requirePost(w, r) {
 		return
 	}
 	route(w, r)
