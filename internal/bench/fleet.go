@@ -86,6 +86,9 @@ type fleet struct {
 
 	mu   sync.Mutex
 	subs []*sub // by idx - spec.First; churn replaces entries
+	// dials counts the dials started off the event loop (goDial); it grows
+	// only under mu while ctx is live, so close can wait for it.
+	dials sync.WaitGroup
 
 	connected   atomic.Int64
 	failures    atomic.Int64
@@ -404,8 +407,22 @@ func (f *fleet) close() {
 			f.retire(s)
 		}
 	}
+	f.mu.Lock()
 	f.cancel()
+	f.mu.Unlock()
+	f.dials.Wait()
 	f.loop.stop()
+}
+
+// goDial runs dial on a goroutine of its own, unless the fleet is closing:
+// close waits for it before stopping the loop it adds a connection to.
+func (f *fleet) goDial(dial func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ctx.Err() != nil {
+		return
+	}
+	f.dials.Go(dial)
 }
 
 // FleetResult is what one process's subscribers measured. Worker processes

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/lesismal/nbio"
 	"github.com/lesismal/nbio/nbhttp"
@@ -31,8 +32,13 @@ type httpStream struct {
 	h      streamHandler
 
 	// The response being read, on the event loop only.
-	status int
-	framed bool // it has a Content-Length or chunked encoding
+	status  int
+	framed  bool // it has a Content-Length or chunked encoding
+	closing bool // it has "Connection: close": the server ends the connection after it
+
+	// retired is set by the handler once it is done with the connection and
+	// expects it to close; the handler's closed ignores that close.
+	retired atomic.Bool
 }
 
 // streamHandler receives one connection's responses, on the event loop.
@@ -100,12 +106,15 @@ func (st *httpStream) OnBody(_ *nbhttp.Parser, data []byte) error {
 }
 
 func (st *httpStream) OnStatus(_ *nbhttp.Parser, code int, _ string) {
-	st.status, st.framed = code, false
+	st.status, st.framed, st.closing = code, false, false
 }
 
-func (st *httpStream) OnHeader(_ *nbhttp.Parser, key, _ string) {
-	if strings.EqualFold(key, "Content-Length") || strings.EqualFold(key, "Transfer-Encoding") {
+func (st *httpStream) OnHeader(_ *nbhttp.Parser, key, value string) {
+	switch {
+	case strings.EqualFold(key, "Content-Length") || strings.EqualFold(key, "Transfer-Encoding"):
 		st.framed = true
+	case strings.EqualFold(key, "Connection") && strings.EqualFold(strings.TrimSpace(value), "close"):
+		st.closing = true
 	}
 }
 

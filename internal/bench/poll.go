@@ -14,7 +14,9 @@ import (
 // position, which counts as subscribed; then a long poll waits with
 // since=<next>, and every answer is followed at once by the next poll from
 // its "next" position. There is always one poll outstanding per
-// subscriber, so an idle one is a server-side waiting request.
+// subscriber, so an idle one is a server-side waiting request. An answer
+// with "Connection: close" (how a server that waits without a goroutine
+// answers) is followed by the next poll on a new connection.
 type pollTransport struct{ f *fleet }
 
 // pollConn is the transport state of one long-polling subscriber; its
@@ -90,8 +92,32 @@ func (c *pollConn) complete(st *httpStream) {
 		c.f.noteErr(fmt.Errorf("poll: position not recovered: %.200s", body))
 	}
 	req := requestHead(c.host, "/poll?"+c.query+"&since="+url.QueryEscape(next))
+	if st.closing {
+		// The server's close ends this connection. Closing it here, on the
+		// event loop, while the dial below may take its descriptor number,
+		// was seen to end the new connection instead.
+		st.retired.Store(true)
+		// Dialing blocks, and this runs on the event loop.
+		c.f.goDial(func() { c.reconnect(req) })
+		return
+	}
 	if err := st.send(req); err != nil {
 		c.fail(st, fmt.Errorf("poll: %w", err))
+	}
+}
+
+// reconnect sends the next poll on a new connection, the server having
+// closed the last one after its answer.
+func (c *pollConn) reconnect(req []byte) {
+	st, err := dialStream(c.f.ctx, c.f.loop, c.s.idx, c, req)
+	if err != nil {
+		c.f.closed(c.s, fmt.Errorf("poll: reconnect: %w", err))
+		return
+	}
+	c.st.Store(st)
+	// A close by the bench while dialing found the old connection.
+	if state := c.s.state.Load(); state == stateClosing || state == stateLost {
+		st.close()
 	}
 }
 
@@ -103,7 +129,11 @@ func (c *pollConn) fail(st *httpStream, err error) {
 	st.close()
 }
 
-func (c *pollConn) closed(_ *httpStream, err error) { c.f.closed(c.s, err) }
+func (c *pollConn) closed(st *httpStream, err error) {
+	if !st.retired.Load() {
+		c.f.closed(c.s, err)
+	}
+}
 
 // pollNext finds the "next" position in an answer. It sits after the
 // publications, so it is looked for from the end; the answer is decoded

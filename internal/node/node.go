@@ -114,6 +114,7 @@ type Node struct {
 	// done is closed when Shutdown begins, releasing waiting long polls.
 	done     chan struct{}
 	doneOnce sync.Once
+	polls    pollRegistry
 }
 
 // New validates cfg and returns a node that is not yet receiving from its engine.
@@ -160,6 +161,7 @@ func (n *Node) Draining() bool { return n.draining.Load() }
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.draining.Store(true)
 	n.doneOnce.Do(func() { close(n.done) })
+	n.polls.notifyAll()
 	for _, s := range n.sessions.all() {
 		s.Close(protocol.DisconnectShutdown)
 	}

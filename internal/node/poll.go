@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/heraldrt/herald/internal/engine"
@@ -32,85 +33,196 @@ type PollResult struct {
 // the client and the server do not time it out first.
 const MaxPollTimeout = 60 * time.Second
 
-// Poll answers a long or short poll. It keeps no state between calls: the
-// position in the request is all it needs, so any node can answer any poll.
+// Poll answers a long or short poll, waiting on the calling goroutine. It
+// keeps no state between calls: the position in the request is all it needs,
+// so any node can answer any poll.
 func (n *Node) Poll(ctx context.Context, cred Credentials, req PollRequest) (*PollResult, error) {
-	channels := protocol.CanonicalChannels(req.Channels)
-	if len(channels) == 0 {
-		return nil, protocol.ErrBadRequest.With("at least one channel required")
-	}
-	if len(channels) > n.cfg.MaxChannelsPerSession {
-		return nil, protocol.ErrLimitExceeded.With("at most %d channels per poll", n.cfg.MaxChannelsPerSession)
-	}
-	if req.Timeout < 0 || req.Timeout > MaxPollTimeout {
-		return nil, protocol.ErrBadRequest.With("timeout must be between 0 and %v", MaxPollTimeout)
-	}
-	for _, ch := range channels {
-		ns, err := n.ns.resolve(ch)
-		if err != nil {
-			return nil, err
-		}
-		if !ns.Subscribe.Allows(cred) {
-			return nil, protocol.ErrPermissionDenied.With("subscribe to %q", ch)
-		}
-		if ns.HistorySize == 0 {
-			return nil, protocol.ErrNotAvailable.With("polling %q needs history, and namespace %q keeps none", ch, ns.Name)
-		}
-	}
-	var positions []protocol.StreamPosition
-	if req.Since != "" {
-		var err error
-		if positions, err = protocol.ParsePositions(req.Since, len(channels)); err != nil {
-			return nil, protocol.ErrInvalidPosition.With("%v", err)
-		}
-	}
-	if n.draining.Load() {
-		return nil, protocol.ErrShuttingDown
-	}
-
-	var w *pollWaiter
-	if req.Timeout > 0 {
-		// Register before reading so a publication landing between the read
-		// and the wait still wakes us.
-		w = &pollWaiter{wake: make(chan struct{}, 1)}
-		for i, ch := range channels {
-			if err := n.hub.add(ctx, ch, w); err != nil {
-				n.removeWaiter(ctx, channels[:i], w)
-				return nil, n.engineError("poll subscribe", err)
-			}
-		}
-		defer n.removeWaiter(ctx, channels, w)
-	}
-
-	var timeout <-chan time.Time
-	if w != nil {
-		t := time.NewTimer(req.Timeout)
-		defer t.Stop()
-		timeout = t.C
-	}
-	for {
-		res, next, err := n.readSince(ctx, channels, positions)
-		if err != nil {
-			return nil, err
-		}
-		positions = next
-		if len(res.Publications) > 0 || !res.Recovered || w == nil {
-			return res, nil
-		}
+	wake := make(chan struct{}, 1)
+	res, pw, err := n.StartPoll(ctx, cred, req, func() {
 		select {
-		case <-w.wake:
-		case <-timeout:
-			return res, nil
-		case <-n.done:
-			return res, nil
+		case wake <- struct{}{}:
+		default:
+		}
+	})
+	if pw == nil {
+		return res, err
+	}
+	defer pw.Close()
+	t := time.NewTimer(req.Timeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-wake:
+			if res, ready, err := pw.Check(ctx); err != nil || ready {
+				return res, err
+			}
+		case <-t.C:
+			res, _, err := pw.Check(ctx)
+			return res, err
 		case <-ctx.Done():
 			return nil, protocol.ErrNotAvailable.With("poll: %v", ctx.Err())
 		}
 	}
 }
 
+// StartPoll begins a poll without waiting for it, for transports that wait
+// without a goroutine per poll. It validates req and reads once. It returns
+// the answer to give now (a short poll, or something newer than req.Since
+// already exists, or the node is shutting down), or else a PollWait that is
+// already listening on the channels.
+//
+// notify is called when a PollWait may be able to answer: something was
+// published on one of its channels (possibly ephemeral, so Check may find
+// nothing), or the node began shutting down. It is called from the node's
+// fan-out path, possibly before StartPoll returns and possibly many times, and
+// must not block. It is never called for a poll that StartPoll answers at once.
+//
+// The caller owns the deadline: at req.Timeout it answers with Check's result
+// whatever Check reports. It must Close the PollWait when done with it.
+func (n *Node) StartPoll(ctx context.Context, cred Credentials, req PollRequest, notify func()) (*PollResult, *PollWait, error) {
+	channels := protocol.CanonicalChannels(req.Channels)
+	if len(channels) == 0 {
+		return nil, nil, protocol.ErrBadRequest.With("at least one channel required")
+	}
+	if len(channels) > n.cfg.MaxChannelsPerSession {
+		return nil, nil, protocol.ErrLimitExceeded.With("at most %d channels per poll", n.cfg.MaxChannelsPerSession)
+	}
+	if req.Timeout < 0 || req.Timeout > MaxPollTimeout {
+		return nil, nil, protocol.ErrBadRequest.With("timeout must be between 0 and %v", MaxPollTimeout)
+	}
+	for _, ch := range channels {
+		ns, err := n.ns.resolve(ch)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !ns.Subscribe.Allows(cred) {
+			return nil, nil, protocol.ErrPermissionDenied.With("subscribe to %q", ch)
+		}
+		if ns.HistorySize == 0 {
+			return nil, nil, protocol.ErrNotAvailable.With("polling %q needs history, and namespace %q keeps none", ch, ns.Name)
+		}
+	}
+	var positions []protocol.StreamPosition
+	if req.Since != "" {
+		var err error
+		if positions, err = protocol.ParsePositions(req.Since, len(channels)); err != nil {
+			return nil, nil, protocol.ErrInvalidPosition.With("%v", err)
+		}
+	}
+	if n.draining.Load() {
+		return nil, nil, protocol.ErrShuttingDown
+	}
+	if req.Timeout == 0 {
+		res, _, err := n.readSince(ctx, channels, positions)
+		return res, nil, err
+	}
+
+	// Register before reading so a publication landing between the read and
+	// the wait still notifies; register with the node before checking done
+	// so a Shutdown either is seen here or notifies this wait.
+	pw := &PollWait{n: n, channels: channels, positions: positions, w: &pollWaiter{notify: notify}}
+	n.polls.add(pw)
+	for i, ch := range channels {
+		if err := n.hub.add(ctx, ch, pw.w); err != nil {
+			pw.Close()
+			return nil, nil, n.engineError("poll subscribe", err)
+		}
+		pw.subscribed = i + 1
+	}
+	res, ready, err := pw.Check(ctx)
+	if err != nil || ready {
+		pw.Close()
+		return res, nil, err
+	}
+	select {
+	case <-n.done:
+		pw.Close()
+		return res, nil, nil
+	default:
+	}
+	return nil, pw, nil
+}
+
+// PollWait is a long poll that found nothing newer than its position and
+// listens on its channels. Check and Close may be called from any goroutine,
+// Check by one at a time.
+type PollWait struct {
+	n          *Node
+	channels   []string
+	positions  []protocol.StreamPosition
+	last       *PollResult
+	w          *pollWaiter
+	subscribed int // channels[:subscribed] hold w in the hub
+	closeOnce  sync.Once
+}
+
+// Check reads the channels again from the position reached. It returns the
+// answer as of now, and reports whether it is worth giving before the
+// deadline: it holds publications, some position could not be resumed, or the
+// node is shutting down (then the answer is the last one read, without
+// touching the engine, which is closing).
+func (pw *PollWait) Check(ctx context.Context) (*PollResult, bool, error) {
+	select {
+	case <-pw.n.done:
+		if pw.last != nil {
+			return pw.last, true, nil
+		}
+	default:
+	}
+	res, next, err := pw.n.readSince(ctx, pw.channels, pw.positions)
+	if err != nil {
+		return nil, false, err
+	}
+	pw.positions, pw.last = next, res
+	return res, len(res.Publications) > 0 || !res.Recovered, nil
+}
+
+// Close stops listening; notify is not called after it returns, except by a
+// delivery already in progress. Closing again does nothing.
+func (pw *PollWait) Close() {
+	pw.closeOnce.Do(func() {
+		pw.n.polls.remove(pw)
+		pw.n.removeWaiter(context.Background(), pw.channels[:pw.subscribed], pw.w)
+	})
+}
+
+// pollRegistry holds the waiting polls so Shutdown can tell them to answer.
+// Its zero value is empty.
+type pollRegistry struct {
+	mu    sync.Mutex
+	waits map[*PollWait]struct{}
+}
+
+func (r *pollRegistry) add(pw *PollWait) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.waits == nil {
+		r.waits = make(map[*PollWait]struct{})
+	}
+	r.waits[pw] = struct{}{}
+}
+
+func (r *pollRegistry) remove(pw *PollWait) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.waits, pw)
+}
+
+// notifyAll notifies every waiting poll, outside the lock so a notify may
+// close its wait.
+func (r *pollRegistry) notifyAll() {
+	r.mu.Lock()
+	all := make([]*PollWait, 0, len(r.waits))
+	for pw := range r.waits {
+		all = append(all, pw)
+	}
+	r.mu.Unlock()
+	for _, pw := range all {
+		pw.w.notify()
+	}
+}
+
 func (n *Node) removeWaiter(ctx context.Context, channels []string, w *pollWaiter) {
-	ctx = context.WithoutCancel(ctx)
 	for _, ch := range channels {
 		if err := n.hub.remove(ctx, ch, w); err != nil {
 			n.log.Warn("engine unsubscribe failed", "channel", ch, "err", err)
@@ -170,14 +282,9 @@ func (n *Node) readSince(ctx context.Context, channels []string, positions []pro
 
 // pollWaiter is a hub subscriber that only signals that something arrived.
 type pollWaiter struct {
-	wake chan struct{}
+	notify func()
 }
 
-func (w *pollWaiter) deliverPublication(*protocol.Publication, string, []byte) {
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
+func (w *pollWaiter) deliverPublication(*protocol.Publication, string, []byte) { w.notify() }
 
 func (w *pollWaiter) deliverFrame(string, []byte) {}

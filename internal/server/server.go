@@ -38,6 +38,7 @@ type Server struct {
 	node   *node.Node
 	ws     *websocket.Server
 	sse    *sse.Handler
+	poll   *poll.Handler
 	http   *http.Server
 
 	ran      atomic.Bool
@@ -140,7 +141,8 @@ func (s *Server) wire() error {
 		WriteTimeout: cfg.WriteTimeout,
 	})
 	mux.Handle("/sse", s.sse)
-	mux.Handle("/poll", poll.New(poll.Config{Node: n, Logger: s.log.With("transport", "poll")}))
+	s.poll = poll.New(poll.Config{Node: n, Logger: s.log.With("transport", "poll")})
+	mux.Handle("/poll", s.poll)
 	clientAPI := api.NewClientHandler(api.ClientConfig{Node: n, MaxBodyBytes: publishBody})
 	for _, p := range api.ClientPaths {
 		mux.Handle(p, clientAPI)
@@ -251,6 +253,11 @@ func (s *Server) start(ctx context.Context) error {
 		_ = s.ws.Shutdown(ctx)
 		return fmt.Errorf("server: start sse: %w", err)
 	}
+	if err := s.poll.Start(); err != nil {
+		_ = s.sse.Shutdown(ctx)
+		_ = s.ws.Shutdown(ctx)
+		return fmt.Errorf("server: start poll: %w", err)
+	}
 	return nil
 }
 
@@ -302,6 +309,9 @@ func (s *Server) stop(ctx context.Context, wsStarted bool) error {
 		}
 		if err := s.sse.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("server: sse shutdown: %w", err))
+		}
+		if err := s.poll.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("server: poll shutdown: %w", err))
 		}
 	}
 	return errors.Join(errs...)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lesismal/nbio"
@@ -53,6 +54,16 @@ func NewLoop(cfg LoopConfig) *Loop {
 	// Input on a push-only connection is ignored; reading it keeps the
 	// kernel from holding it and lets the poller see the peer's close.
 	l.engine.OnData(func(*nbio.Conn, []byte) {})
+	// nbio reports here, under the connection's lock, what it handed to the
+	// kernel, so WriteAndClose can close once its queue is empty.
+	l.engine.OnWrittenSize(func(c *nbio.Conn, _ []byte, n int) {
+		conn, _ := c.Session().(*Conn)
+		if conn != nil && conn.unsent.Add(-int64(n)) == 0 && conn.closeWhenSent.Load() {
+			// Close takes the lock held here; this only happens for a
+			// response that a slow reader left queued.
+			go c.Close()
+		}
+	})
 	l.engine.OnClose(func(c *nbio.Conn, err error) {
 		if l.probe.Closed(c) {
 			return
@@ -108,6 +119,10 @@ type Conn struct {
 	nc        *nbio.Conn
 	onClose   func(error)
 	closeOnce sync.Once
+	// unsent counts the bytes WriteAndClose passed on that have not reached
+	// the kernel yet; closeWhenSent asks for a close when it drops to zero.
+	unsent        atomic.Int64
+	closeWhenSent atomic.Bool
 }
 
 // Write sends b, or queues what the socket cannot take yet; it never blocks.
@@ -116,6 +131,24 @@ type Conn struct {
 func (c *Conn) Write(b []byte) error {
 	if _, err := c.nc.Write(b); err != nil {
 		return errors.Join(ErrClosed, err)
+	}
+	return nil
+}
+
+// WriteAndClose sends b as the connection's last write and closes it once all
+// of b has gone to the kernel, or after timeout when the peer does not read
+// it. It never blocks; Close would drop what is still queued.
+func (c *Conn) WriteAndClose(b []byte, timeout time.Duration) error {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
+	c.unsent.Add(int64(len(b)))
+	if err := c.Write(b); err != nil {
+		return err
+	}
+	// Set after the write so the usual case, a write the kernel takes at
+	// once, closes here rather than from the written callback.
+	c.closeWhenSent.Store(true)
+	if c.unsent.Load() == 0 {
+		return c.Close()
 	}
 	return nil
 }

@@ -6,11 +6,10 @@
 package poll
 
 import (
-	"bytes"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldrt/herald/internal/node"
@@ -34,8 +33,15 @@ type Config struct {
 // node.MaxPollTimeout). The answer is node.PollResult as JSON:
 // {"publications":[...],"next":"...","recovered":true,"unrecovered":[...]}.
 // Errors are JSON bodies from protocol.WriteHTTPError.
+//
+// A started Handler (Start) moves a long poll that has to wait over plain
+// HTTP/1.1 to an event loop, where it holds no goroutine; that response
+// closes the connection. TLS and HTTP/2 polls wait on their handler
+// goroutine, as do all polls of a Handler that is not started.
 type Handler struct {
 	cfg Config
+	// onLoop is set by Start; without it every poll waits on its goroutine.
+	onLoop atomic.Pointer[loopPolls]
 }
 
 // New returns a Handler for cfg. It panics if cfg.Node is nil, like
@@ -69,21 +75,37 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		protocol.WriteHTTPError(w, err)
 		return
 	}
-	res, err := h.cfg.Node.Poll(r.Context(), node.Credentials{}, node.PollRequest{
+	req := node.PollRequest{
 		Channels: q["channel"],
 		Since:    q.Get("since"),
 		Timeout:  timeout,
-	})
+	}
+	var res *node.PollResult
+	if lp := h.onLoop.Load(); lp != nil && timeout > 0 && r.TLS == nil && r.ProtoMajor == 1 {
+		p := &loopPoll{owner: lp, log: h.cfg.Logger}
+		var pw *node.PollWait
+		res, pw, err = h.cfg.Node.StartPoll(r.Context(), node.Credentials{}, req, p.wake)
+		if pw != nil {
+			p.wait = pw
+			if p.serveOnLoop(w, timeout) {
+				return
+			}
+			// Not hijackable (a wrapping ResponseWriter): wait here instead,
+			// starting over, since the wait's notify leads to the loop.
+			pw.Close()
+			res, err = h.cfg.Node.Poll(r.Context(), node.Credentials{}, req)
+		}
+	} else {
+		res, err = h.cfg.Node.Poll(r.Context(), node.Credentials{}, req)
+	}
 	if err != nil {
 		protocol.WriteHTTPError(w, err)
 		return
 	}
-	// Publication data is JSON the server accepted and compacted; with HTML
-	// escaping off, the encoder passes it through byte for byte.
-	var body bytes.Buffer
-	enc := json.NewEncoder(&body)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(res); err != nil {
+	// Publication data is JSON the server accepted and compacted; Marshal
+	// does not HTML-escape, so it passes through byte for byte.
+	body, err := protocol.Marshal(res)
+	if err != nil {
 		h.cfg.Logger.Error("poll response does not encode", "err", err)
 		protocol.WriteHTTPError(w, protocol.ErrInternal)
 		return
@@ -93,7 +115,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(writeTimeout))
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if _, err := w.Write(body.Bytes()); err != nil {
+	if _, err := w.Write(body); err != nil {
 		h.cfg.Logger.Debug("poll response not delivered", "err", err)
 	}
 }

@@ -3,9 +3,12 @@ package poll_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -28,9 +31,18 @@ type env struct {
 	hc  *http.Client
 }
 
-// setup starts a node on the memory engine and a poll server in front of it.
-// Cleanup shuts everything down and then checks that no goroutine is left.
+// setup starts a node on the memory engine and a started poll handler in
+// front of it, as the server runs it, so waiting long polls move to the
+// event loop. Cleanup shuts everything down and then checks that no goroutine
+// is left.
 func setup(t *testing.T) *env {
+	t.Helper()
+	return setupServer(t, false)
+}
+
+// setupServer is setup, over TLS when useTLS is set: then polls wait on their
+// handler goroutine.
+func setupServer(t *testing.T, useTLS bool) *env {
 	t.Helper()
 	t.Cleanup(func() { goleak.VerifyNone(t) })
 	n, err := node.New(node.Config{Engine: memory.New(memory.Config{}), Dev: true})
@@ -40,13 +52,26 @@ func setup(t *testing.T) *env {
 	if err := n.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(poll.New(poll.Config{Node: n}))
+	h := poll.New(poll.Config{Node: n})
+	if err := h.Start(); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
 	hc := &http.Client{Transport: &http.Transport{}}
+	if useTLS {
+		srv.StartTLS()
+		hc = srv.Client()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 		defer cancel()
 		if err := n.Shutdown(ctx); err != nil {
 			t.Errorf("node shutdown: %v", err)
+		}
+		if err := h.Shutdown(ctx); err != nil {
+			t.Errorf("poll shutdown: %v", err)
 		}
 		srv.Close()
 		hc.CloseIdleConnections()
@@ -162,8 +187,16 @@ func TestShortPoll(t *testing.T) {
 	}
 }
 
-func TestLongPollWakesOnPublication(t *testing.T) {
-	e := setup(t)
+// bothModes runs test against a plain HTTP/1.1 server, where waiting polls
+// move to the event loop, and a TLS one, where they keep their goroutine.
+func bothModes(t *testing.T, test func(t *testing.T, e *env)) {
+	t.Run("loop", func(t *testing.T) { test(t, setupServer(t, false)) })
+	t.Run("tls", func(t *testing.T) { test(t, setupServer(t, true)) })
+}
+
+func TestLongPollWakesOnPublication(t *testing.T) { bothModes(t, testLongPollWakesOnPublication) }
+
+func testLongPollWakesOnPublication(t *testing.T, e *env) {
 	next := e.poll(url.Values{"channel": {"lp"}}).Next
 
 	type answer struct {
@@ -197,8 +230,9 @@ func TestLongPollWakesOnPublication(t *testing.T) {
 	testkit.WaitFor(t, waitTimeout, "the waiter to go", func() bool { return len(e.n.Channels()) == 0 })
 }
 
-func TestLongPollTimesOut(t *testing.T) {
-	e := setup(t)
+func TestLongPollTimesOut(t *testing.T) { bothModes(t, testLongPollTimesOut) }
+
+func testLongPollTimesOut(t *testing.T, e *env) {
 	next := e.poll(url.Values{"channel": {"quiet"}}).Next
 	start := time.Now()
 	r := e.poll(url.Values{"channel": {"quiet"}, "since": {next}, "timeout": {"1"}})
@@ -280,5 +314,125 @@ func TestPollErrors(t *testing.T) {
 				t.Fatalf("got %d code %d, want %d code %d", status, code, tc.status, tc.code)
 			}
 		})
+	}
+}
+
+// startPoll starts a long poll on another goroutine; its answer, or an empty
+// result when the request fails, arrives on the returned channel.
+func (e *env) startPoll(query url.Values) <-chan result {
+	done := make(chan result, 1)
+	go func() {
+		// No t.Fatal off the test goroutine: errors surface as a bad result.
+		var r result
+		resp, err := e.hc.Get(e.srv.URL + "/poll?" + query.Encode())
+		if err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&r)
+			resp.Body.Close()
+		}
+		done <- r
+	}()
+	return done
+}
+
+func handlerGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), "poll.(*Handler).ServeHTTP")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// Waiting long polls over plain HTTP/1.1 live on the event loop: none of
+// them holds a handler goroutine, and each still answers when woken.
+func TestWaitingPollsHoldNoGoroutine(t *testing.T) {
+	e := setup(t)
+	const polls = 50
+	var answers []<-chan result
+	for i := range polls {
+		ch := fmt.Sprintf("idle:%d", i%5)
+		next := e.poll(url.Values{"channel": {ch}}).Next
+		answers = append(answers, e.startPoll(url.Values{"channel": {ch}, "since": {next}, "timeout": {"30"}}))
+	}
+	testkit.WaitFor(t, waitTimeout, "the long polls to wait", func() bool {
+		total := 0
+		for _, n := range e.n.Channels() {
+			total += n
+		}
+		return total == polls
+	})
+	if n := handlerGoroutines(); n != 0 {
+		t.Fatalf("%d handler goroutines for %d waiting long polls, want 0", n, polls)
+	}
+	// An ephemeral publication wakes the waits but gives them nothing.
+	if _, err := e.n.Publish(context.Background(), protocol.PublishRequest{Channel: "idle:0", Data: json.RawMessage(`"e"`), Ephemeral: true}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		e.publish(fmt.Sprintf("idle:%d", i), fmt.Sprint(i))
+	}
+	for i, a := range answers {
+		select {
+		case r := <-a:
+			if len(r.Publications) != 1 || string(r.Publications[0].Data) != fmt.Sprint(i%5) {
+				t.Fatalf("poll %d: %+v", i, r)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatalf("poll %d did not answer", i)
+		}
+	}
+	testkit.WaitFor(t, waitTimeout, "the waiters to go", func() bool { return len(e.n.Channels()) == 0 })
+}
+
+// The response written on the event loop is a complete HTTP/1.1 response
+// that closes its connection.
+func TestLoopResponseHead(t *testing.T) {
+	e := setup(t)
+	next := e.poll(url.Values{"channel": {"head"}}).Next
+	resp, err := e.hc.Get(e.srv.URL + "/poll?" + url.Values{"channel": {"head"}, "since": {next}, "timeout": {"1"}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"publications":[],"next":"` + next + `","recovered":true}`
+	if resp.StatusCode != http.StatusOK || !resp.Close || resp.ContentLength != int64(len(want)) || string(body) != want {
+		t.Fatalf("status %d, close %v, length %d, body %s", resp.StatusCode, resp.Close, resp.ContentLength, body)
+	}
+	for k, v := range map[string]string{"Content-Type": "application/json", "Cache-Control": "no-store"} {
+		if got := resp.Header.Get(k); got != v {
+			t.Errorf("%s %q, want %q", k, got, v)
+		}
+	}
+}
+
+// Node shutdown answers the waiting long polls at once with what they have.
+func TestShutdownAnswersWaitingPolls(t *testing.T) { bothModes(t, testShutdownAnswersWaitingPolls) }
+
+func testShutdownAnswersWaitingPolls(t *testing.T, e *env) {
+	next := e.poll(url.Values{"channel": {"bye"}}).Next
+	a := e.startPoll(url.Values{"channel": {"bye"}, "since": {next}, "timeout": {"30"}})
+	testkit.WaitFor(t, waitTimeout, "the long poll to wait", func() bool { return e.n.Channels()["bye"] == 1 })
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := e.n.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-a:
+		if len(r.Publications) != 0 || r.Next != next || !r.Recovered {
+			t.Fatalf("answer on shutdown: %+v", r)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("waiting poll not answered on shutdown")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("answered after %v", d)
 	}
 }
