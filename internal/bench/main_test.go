@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/server"
+	"github.com/heraldrt/herald/internal/server/servertest"
 )
 
 // nbio starts its package-level engines' goroutines at init; ignoring what
@@ -39,26 +39,7 @@ func startServer(t *testing.T) string {
 		HistoryTTL:  time.Hour,
 		Subscribe:   node.AccessAnyone,
 	}}
-	srv, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		cancel()
-		t.Fatalf("server stopped: %v", err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server run: %v", err)
-		}
-	})
-	return "http://" + srv.Addr()
+	return servertest.Start(t, cfg).URL
 }
 
 var transports = []string{TransportWebSocket, TransportSSE, TransportLongPoll}
