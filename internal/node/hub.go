@@ -148,19 +148,24 @@ func (h *hub) publish(pub *protocol.Publication, epoch string) {
 }
 
 // broadcastFrame sends a non-publication push to the channel's subscribers,
-// encoding it only if someone listens.
-func (h *hub) broadcastFrame(channel, push string, encode func() []byte) {
+// encoding it only if someone listens. A push that does not encode is
+// dropped with the error returned.
+func (h *hub) broadcastFrame(channel, push string, encode func() ([]byte, error)) error {
 	sh := &h.shards[h.shardIndex(channel)]
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	cs := sh.channels[channel]
 	if cs == nil {
-		return
+		return nil
 	}
-	frame := encode()
+	frame, err := encode()
+	if err != nil {
+		return err
+	}
 	for _, s := range cs.list {
 		s.deliverFrame(push, frame)
 	}
+	return nil
 }
 
 // channelCounts calls fn for every channel with local subscribers.

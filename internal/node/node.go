@@ -184,15 +184,20 @@ func (h engineHandler) HandlePublication(pub *protocol.Publication, epoch string
 }
 
 func (h engineHandler) HandleJoin(channel string, info protocol.ClientInfo) {
-	h.n.hub.broadcastFrame(channel, protocol.PushJoin, func() []byte {
-		return protocol.EncodePush(protocol.JoinLeavePush{Type: protocol.PushJoin, Channel: channel, Info: info})
-	})
+	h.presenceEvent(channel, protocol.PushJoin, info)
 }
 
 func (h engineHandler) HandleLeave(channel string, info protocol.ClientInfo) {
-	h.n.hub.broadcastFrame(channel, protocol.PushLeave, func() []byte {
-		return protocol.EncodePush(protocol.JoinLeavePush{Type: protocol.PushLeave, Channel: channel, Info: info})
+	h.presenceEvent(channel, protocol.PushLeave, info)
+}
+
+func (h engineHandler) presenceEvent(channel, push string, info protocol.ClientInfo) {
+	err := h.n.hub.broadcastFrame(channel, push, func() ([]byte, error) {
+		return protocol.EncodePush(protocol.JoinLeavePush{Type: push, Channel: channel, Info: info})
 	})
+	if err != nil {
+		h.n.log.Warn("presence event dropped", "channel", channel, "client", info.Client, "err", err)
+	}
 }
 
 // HandleControl receives control-bus messages. One node has no peers to

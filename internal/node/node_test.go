@@ -700,3 +700,30 @@ func TestIdleSessionReleasesQueue(t *testing.T) {
 		t.Fatalf("disconnected before the ring was released: %+v", d)
 	}
 }
+
+// A client whose info is not valid JSON cannot break fan-out: its join and
+// leave events are dropped, everything else still flows, nothing panics.
+func TestInvalidClientInfoDropsOnlyItsPresenceEvents(t *testing.T) {
+	n := newTestNode(t, Config{})
+	watcher := openSession(t, n, SessionOptions{})
+	if err := watcher.s.SubscribeStream(context.Background(), []string{"room:bad"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	bad := openSession(t, n, SessionOptions{Credentials: Credentials{UserID: "u", Info: json.RawMessage(`{not json`)}})
+	if err := bad.s.SubscribeStream(context.Background(), []string{"room:bad"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, n, "room:bad", 1)
+	testkit.WaitFor(t, 10*time.Second, "the publication", func() bool {
+		return len(publicationOffsets(watcher.items(), "room:bad")) == 1 && len(publicationOffsets(bad.items(), "room:bad")) == 1
+	})
+	joins := 0
+	for _, it := range watcher.items() {
+		if it.Push == protocol.PushJoin {
+			joins++
+		}
+	}
+	if joins != 1 {
+		t.Fatalf("watcher got %d joins, want only its own", joins)
+	}
+}

@@ -176,7 +176,8 @@ func (s *Session) subscribe(ctx context.Context, replyID uint32, req protocol.Su
 	if s.bidi {
 		s.enqueueLocked(Item{Kind: ItemFrame, Frame: protocol.EncodeReply(&protocol.Reply{ID: replyID, Result: res})})
 	} else {
-		frame := protocol.EncodePush(SubscribedPush{Type: "subscribed", Channel: req.Channel, SubscribeResult: res})
+		// Scalars only: this push always encodes.
+		frame, _ := protocol.EncodePush(SubscribedPush{Type: "subscribed", Channel: req.Channel, SubscribeResult: res})
 		s.enqueueLocked(Item{Kind: ItemSubscribed, Push: "subscribed", Channel: req.Channel, Epoch: res.Epoch, Offset: start, Frame: frame})
 	}
 	sub.epoch, sub.offset, sub.live = res.Epoch, start, true

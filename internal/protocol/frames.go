@@ -275,13 +275,15 @@ type DisconnectPush struct {
 var PingFrame = []byte(`{"type":"ping"}`)
 
 // EncodePush encodes any push struct. Pushes other than publications are rare
-// enough that reflection-based encoding costs nothing that matters.
-func EncodePush(v any) []byte {
+// enough that reflection-based encoding costs nothing that matters. It fails
+// only when a push embeds client-supplied JSON that is not valid (a client's
+// info), which callers drop rather than send.
+func EncodePush(v any) ([]byte, error) {
 	b, err := Marshal(v)
 	if err != nil {
-		panic(fmt.Sprintf("protocol: push %T does not encode: %v", v, err))
+		return nil, fmt.Errorf("protocol: push %T does not encode: %w", v, err)
 	}
-	return b
+	return b, nil
 }
 
 func appendUint(dst []byte, v uint64) []byte {

@@ -61,7 +61,8 @@ func (s *stream) write(items []node.Item, d *protocol.Disconnect) error {
 		s.appendItem(&items[i])
 	}
 	if d != nil {
-		frame := protocol.EncodePush(protocol.DisconnectPush{Type: protocol.PushDisconnect, Disconnect: *d})
+		// Scalars only: this push always encodes.
+		frame, _ := protocol.EncodePush(protocol.DisconnectPush{Type: protocol.PushDisconnect, Disconnect: *d})
 		s.appendEvent(protocol.PushDisconnect, false, frame)
 	}
 	return s.flush()
