@@ -83,6 +83,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var res *node.PollResult
 	if lp := h.onLoop.Load(); lp != nil && timeout > 0 && r.TLS == nil && r.ProtoMajor == 1 {
 		p := &loopPoll{owner: lp, log: h.cfg.Logger}
+		p.checker.Init(lp.workers, p.checkTurn)
 		var pw *node.PollWait
 		res, pw, err = h.cfg.Node.StartPoll(r.Context(), node.Credentials{}, req, p.wake)
 		if pw != nil {

@@ -62,31 +62,21 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 	return errors.Join(err, lp.loop.Shutdown(ctx))
 }
 
-// lane is where a poll's check job is.
-type lane uint8
-
-const (
-	laneIdle    lane = iota
-	laneQueued       // submitted, not started
-	laneRunning      // running; no wake since it started
-	laneAgain        // running, and woken since: run once more
-)
-
-// loopPoll is a long poll waiting on the event loop. Its checks run as jobs
-// on the workers pool, at most one at a time, so PollWait.Check is never
-// called concurrently.
+// loopPoll is a long poll waiting on the event loop. Its checks run as
+// turns on the workers pool, at most one at a time, so PollWait.Check is
+// never called concurrently.
 type loopPoll struct {
-	owner *loopPolls
-	log   *slog.Logger
-	wait  *node.PollWait // set before the first wake can run a check
-	timer *time.Timer    // the deadline; set before adoption
+	owner   *loopPolls
+	log     *slog.Logger
+	wait    *node.PollWait // set before the first wake can run a check
+	timer   *time.Timer    // the deadline; set before adoption
+	checker eventloop.Serial
 
 	mu      sync.Mutex
 	conn    *eventloop.Conn // nil until adopted
 	pending bool            // woken before adoption
-	lane    lane
-	expired bool // the deadline passed: answer whatever the check finds
-	done    bool // answered, or the connection is gone
+	expired bool            // the deadline passed: answer whatever the check finds
+	done    bool            // answered, or the connection is gone
 }
 
 // wake is the PollWait's notify: it schedules a check and never blocks.
@@ -109,11 +99,8 @@ func (p *loopPoll) scheduleLocked() {
 	case p.done:
 	case p.conn == nil:
 		p.pending = true
-	case p.lane == laneIdle:
-		p.lane = laneQueued
-		p.owner.workers.Submit(p)
-	case p.lane == laneRunning:
-		p.lane = laneAgain
+	default:
+		p.checker.Schedule()
 	}
 }
 
@@ -148,34 +135,19 @@ func (p *loopPoll) serveOnLoop(w http.ResponseWriter, timeout time.Duration) boo
 	return true
 }
 
-// Run is the check job: it checks until no wake is pending or the poll has
-// been answered.
-func (p *loopPoll) Run() {
-	for {
-		p.mu.Lock()
-		if p.done {
-			p.lane = laneIdle
-			p.mu.Unlock()
-			return
-		}
-		p.lane = laneRunning
-		expired := p.expired
+// checkTurn checks once, unless the poll was answered already.
+func (p *loopPoll) checkTurn() {
+	p.mu.Lock()
+	if p.done {
 		p.mu.Unlock()
-
-		answered := p.check(expired)
-
+		return
+	}
+	expired := p.expired
+	p.mu.Unlock()
+	if p.check(expired) {
 		p.mu.Lock()
-		again := p.lane == laneAgain && !answered
-		if answered {
-			p.done = true
-		}
-		if !again {
-			p.lane = laneIdle
-		}
+		p.done = true
 		p.mu.Unlock()
-		if !again {
-			return
-		}
 	}
 }
 

@@ -119,6 +119,7 @@ func (h *Handler) serveOnLoop(w http.ResponseWriter, sess *node.Session, t *tran
 		return true
 	}
 	s := &loopStream{owner: owner, log: h.cfg, sess: sess, st: st}
+	s.flusher.Init(owner.writers, s.flushTurn)
 	st.sink = s
 	c, err := owner.loop.Adopt(conn, s.closed)
 	if err != nil {
@@ -145,27 +146,17 @@ func (b *headerBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// lane is where a stream's flush job is.
-type lane uint8
-
-const (
-	laneIdle    lane = iota
-	laneQueued       // submitted, not started
-	laneRunning      // running; no wake since it started
-	laneAgain        // running, and woken since: run once more
-)
-
-// loopStream is a stream on the event loop. Its writes happen in flush jobs
+// loopStream is a stream on the event loop. Its writes happen in flush turns
 // on the writers pool, at most one at a time per stream.
 type loopStream struct {
-	owner *loopStreams
-	log   Config
-	sess  *node.Session
-	st    *stream
+	owner   *loopStreams
+	log     Config
+	sess    *node.Session
+	st      *stream
+	flusher eventloop.Serial
 
 	mu           sync.Mutex
 	conn         *eventloop.Conn // nil until adopted
-	lane         lane
 	keepAliveDue bool
 	done         bool
 }
@@ -173,14 +164,10 @@ type loopStream struct {
 // schedule makes sure a flush runs after this call. It never blocks.
 func (s *loopStream) schedule() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.done:
-	case s.lane == laneIdle:
-		s.lane = laneQueued
-		s.owner.writers.Submit(s)
-	case s.lane == laneRunning:
-		s.lane = laneAgain
+	done := s.done
+	s.mu.Unlock()
+	if !done {
+		s.flusher.Schedule()
 	}
 }
 
@@ -191,33 +178,17 @@ func (s *loopStream) keepAlive() {
 	s.schedule()
 }
 
-// Run is the flush job: it writes what the session queued (and a due
-// keep-alive) until no wake is pending.
-func (s *loopStream) Run() {
-	for {
-		s.mu.Lock()
-		if s.done || s.conn == nil {
-			s.lane = laneIdle
-			s.mu.Unlock()
-			return
-		}
-		s.lane = laneRunning
-		keepAlive := s.keepAliveDue
-		s.keepAliveDue = false
+// flushTurn writes what the session queued, and a due keep-alive.
+func (s *loopStream) flushTurn() {
+	s.mu.Lock()
+	if s.done || s.conn == nil {
 		s.mu.Unlock()
-
-		s.flushOnce(keepAlive)
-
-		s.mu.Lock()
-		again := s.lane == laneAgain
-		if !again {
-			s.lane = laneIdle
-		}
-		s.mu.Unlock()
-		if !again {
-			return
-		}
+		return
 	}
+	keepAlive := s.keepAliveDue
+	s.keepAliveDue = false
+	s.mu.Unlock()
+	s.flushOnce(keepAlive)
 }
 
 func (s *loopStream) flushOnce(keepAlive bool) {

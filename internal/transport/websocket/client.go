@@ -3,12 +3,12 @@ package websocket
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
+	"github.com/heraldrt/herald/internal/transport/eventloop"
 )
 
 // client is one WebSocket connection: the node.Transport of its session and
@@ -29,7 +29,8 @@ type client struct {
 	srv  *Server
 	sess *node.Session // set before the socket is attached, then read-only
 
-	flushState atomic.Uint32
+	// flusher runs flushOnce on the writers pool, one flush at a time.
+	flusher eventloop.Serial
 
 	mu sync.Mutex
 	// sock is nil until the library attaches it.
@@ -59,72 +60,34 @@ var (
 	_ events         = (*client)(nil)
 )
 
-// Flush lane states.
-const (
-	flushIdle    uint32 = iota
-	flushQueued         // submitted, not started
-	flushRunning        // running; no Wake since it started
-	flushAgain          // running, and woken since: run once more
-)
-
 // Limits of the command lane. A client that pipelines past them while its
 // commands wait on the engine is disconnected rather than buffered.
 const (
 	maxInboxFrames = 1024
 	// framesPerTurn bounds how many frames one lane runs before yielding its
 	// worker to other connections.
-	framesPerTurn  = 32
-	flushesPerTurn = 4
+	framesPerTurn = 32
 )
 
-// Job adapters: the same client submitted as two kinds of job, without
+// commandJob submits the client as the command lane's job, without
 // allocating.
-type (
-	flushJob   client
-	commandJob client
-)
+type commandJob client
 
-func (j *flushJob) Run()   { (*client)(j).flush() }
 func (j *commandJob) Run() { (*client)(j).runCommands() }
 
 // Name is the transport's name in logs and metrics.
 func (c *client) Name() string { return "websocket" }
 
-// Wake schedules a flush. It never blocks: it is called from the fan-out
-// path with the session's lock held.
-func (c *client) Wake() {
-	for {
-		switch st := c.flushState.Load(); st {
-		case flushIdle:
-			if c.flushState.CompareAndSwap(flushIdle, flushQueued) {
-				c.srv.writers.Submit((*flushJob)(c))
-				return
-			}
-		case flushRunning:
-			if c.flushState.CompareAndSwap(flushRunning, flushAgain) {
-				return
-			}
-		default: // queued, or already due to run again
-			return
-		}
-	}
+// newClient returns the client of a connection being upgraded.
+func newClient(srv *Server) *client {
+	c := &client{srv: srv}
+	c.flusher.Init(srv.writers, c.flushOnce)
+	return c
 }
 
-func (c *client) flush() {
-	for i := 0; ; i++ {
-		if i == flushesPerTurn {
-			// Woken all along: requeue behind the other connections.
-			c.flushState.Store(flushQueued)
-			c.srv.writers.Submit((*flushJob)(c))
-			return
-		}
-		c.flushState.Store(flushRunning)
-		c.flushOnce()
-		if c.flushState.CompareAndSwap(flushRunning, flushIdle) {
-			return
-		}
-	}
-}
+// Wake schedules a flush. It never blocks: it is called from the fan-out
+// path with the session's lock held.
+func (c *client) Wake() { c.flusher.Schedule() }
 
 // flushOnce writes what the session has queued, then performs the
 // disconnect it asks for, if any.

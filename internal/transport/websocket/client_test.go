@@ -59,7 +59,7 @@ func TestWriteItemsCoalesces(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &client{srv: &Server{maxCoalesced: 100}}
+			c := newClient(&Server{maxCoalesced: 100})
 			buf := &flushBuffer{msg: make([]byte, 0, 8)}
 			for _, fr := range tt.frames {
 				buf.items = append(buf.items, node.Item{Frame: []byte(fr)})
@@ -79,7 +79,7 @@ func TestWriteItemsDoesNotModifySharedFrames(t *testing.T) {
 	// Frames are shared between all subscribers of a channel.
 	shared := []byte(`{"type":"publication"}`)
 	orig := bytes.Clone(shared)
-	c := &client{srv: &Server{maxCoalesced: 1 << 10}}
+	c := newClient(&Server{maxCoalesced: 1 << 10})
 	buf := &flushBuffer{items: []node.Item{{Frame: shared[:len(shared):len(shared)]}, {Frame: shared}}}
 	if err := c.writeItems(&recordingSocket{}, buf); err != nil {
 		t.Fatal(err)
@@ -115,7 +115,7 @@ func TestInboxOverflowDisconnects(t *testing.T) {
 	})
 	// A command pool that never runs stands for an engine stuck on every call.
 	srv := &Server{commands: eventloop.NewPool(0), writers: eventloop.NewPool(1), maxCoalesced: 1 << 10, maxInboxBytes: 1 << 20, log: discardLogger()}
-	c := &client{srv: srv}
+	c := newClient(srv)
 	sess, err := n.NewSession(c, node.SessionOptions{Bidirectional: true})
 	if err != nil {
 		t.Fatal(err)

@@ -190,7 +190,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		protocol.WriteHTTPError(w, protocol.ErrShuttingDown)
 		return
 	}
-	c := &client{srv: s}
+	c := newClient(s)
 	sess, err := s.node.NewSession(c, node.SessionOptions{Bidirectional: true})
 	if err != nil {
 		protocol.WriteHTTPError(w, err)
