@@ -10,17 +10,8 @@ import (
 
 	"github.com/heraldrt/herald/internal/engine"
 	"github.com/heraldrt/herald/internal/engine/durable"
-	"github.com/heraldrt/herald/internal/protocol"
+	"github.com/heraldrt/herald/internal/engine/enginetest"
 )
-
-// discard is a handler that drops everything, so the benchmark includes
-// delivery but not a consumer.
-type discard struct{}
-
-func (discard) HandlePublication(*protocol.Publication, string) {}
-func (discard) HandleJoin(string, protocol.ClientInfo)          {}
-func (discard) HandleLeave(string, protocol.ClientInfo)         {}
-func (discard) HandleControl([]byte)                            {}
 
 // BenchmarkDurablePublishParallel measures acknowledged (synced) publishes
 // per second from concurrent publishers (perCPU per GOMAXPROCS), on one
@@ -42,7 +33,7 @@ func benchmarkPublish(b *testing.B, channels, perCPU int) {
 		b.Fatal(err)
 	}
 	defer e.Close(ctx)
-	if err := e.Start(ctx, "bench", discard{}); err != nil {
+	if err := e.Start(ctx, "bench", enginetest.Discard{}); err != nil {
 		b.Fatal(err)
 	}
 	names := make([]string, channels)

@@ -220,3 +220,12 @@ func firstDifference(got, want []uint64) int {
 	}
 	return -1
 }
+
+// Discard is a Handler that drops every delivery: what a benchmark of an
+// engine's publish path subscribes, so delivery runs but costs nothing more.
+type Discard struct{}
+
+func (Discard) HandlePublication(*protocol.Publication, string) {}
+func (Discard) HandleJoin(string, protocol.ClientInfo)          {}
+func (Discard) HandleLeave(string, protocol.ClientInfo)         {}
+func (Discard) HandleControl([]byte)                            {}

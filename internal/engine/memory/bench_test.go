@@ -8,16 +8,9 @@ import (
 	"time"
 
 	"github.com/heraldrt/herald/internal/engine"
+	"github.com/heraldrt/herald/internal/engine/enginetest"
 	"github.com/heraldrt/herald/internal/engine/memory"
-	"github.com/heraldrt/herald/internal/protocol"
 )
-
-type discard struct{}
-
-func (discard) HandlePublication(*protocol.Publication, string) {}
-func (discard) HandleJoin(string, protocol.ClientInfo)          {}
-func (discard) HandleLeave(string, protocol.ClientInfo)         {}
-func (discard) HandleControl([]byte)                            {}
 
 // BenchmarkMemoryPublish measures stored publishes per second, delivered to
 // a subscribed no-op handler, from one goroutine and from many.
@@ -28,7 +21,7 @@ func BenchmarkMemoryPublish(b *testing.B) {
 		ctx := context.Background()
 		e := memory.New(memory.Config{})
 		b.Cleanup(func() { _ = e.Close(ctx) })
-		if err := e.Start(ctx, "bench", discard{}); err != nil {
+		if err := e.Start(ctx, "bench", enginetest.Discard{}); err != nil {
 			b.Fatal(err)
 		}
 		names := make([]string, channels)
