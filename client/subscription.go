@@ -157,6 +157,18 @@ func (s *Subscription) setPos(p StreamPosition) {
 	s.posMu.Unlock()
 }
 
+// usableLocked reports why the subscription cannot change state: its client
+// is closed or it was removed. Caller must hold s.c.mu.
+func (s *Subscription) usableLocked() error {
+	switch {
+	case s.c.state == StateClosed:
+		return ErrClosed
+	case s.removed:
+		return ErrRemoved
+	}
+	return nil
+}
+
 // Subscribe makes the subscription wanted: it is subscribed now if the
 // client is connected, when it connects otherwise, and again after every
 // reconnect. Subscribe then waits until the server confirms it (nil), refuses
@@ -166,13 +178,9 @@ func (s *Subscription) setPos(p StreamPosition) {
 func (s *Subscription) Subscribe(ctx context.Context) error {
 	c := s.c
 	c.mu.Lock()
-	switch {
-	case c.state == StateClosed:
+	if err := s.usableLocked(); err != nil {
 		c.mu.Unlock()
-		return ErrClosed
-	case s.removed:
-		c.mu.Unlock()
-		return ErrRemoved
+		return err
 	}
 	newly := s.state == SubscriptionUnsubscribed
 	if newly {
@@ -223,16 +231,9 @@ func (s *Subscription) Subscribe(ctx context.Context) error {
 func (s *Subscription) Unsubscribe(ctx context.Context) error {
 	c := s.c
 	c.mu.Lock()
-	switch {
-	case c.state == StateClosed:
+	if err := s.usableLocked(); err != nil || s.state == SubscriptionUnsubscribed {
 		c.mu.Unlock()
-		return ErrClosed
-	case s.removed:
-		c.mu.Unlock()
-		return ErrRemoved
-	case s.state == SubscriptionUnsubscribed:
-		c.mu.Unlock()
-		return nil
+		return err
 	}
 	s.gen.Add(1)
 	conn := s.conn
