@@ -152,15 +152,3 @@ func compactJSON(data []byte) (json.RawMessage, error) {
 	}
 	return b.Bytes(), nil
 }
-
-// marshal encodes v as JSON without escaping <, > and &: publication data
-// must reach the server byte for byte as given.
-func marshal(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
-}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/heraldrt/herald/internal/protocol"
 	"io"
 	"net/http"
 	"net/url"
@@ -20,7 +21,7 @@ const maxErrorBody = 64 << 10
 // /publish, /history, /presence, /presence_stats) and decodes the answer
 // into out. The same commands as WebSocket, for SSE and polling clients.
 func (c *Client) httpCall(ctx context.Context, method string, params, out any) error {
-	body, err := marshal(params)
+	body, err := protocol.Marshal(params)
 	if err != nil {
 		return fmt.Errorf("client: encode %s: %w", method, err)
 	}

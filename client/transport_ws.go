@@ -293,7 +293,7 @@ func (w *wsConn) send(cmds []outCommand) {
 // register assigns an id to a command, records pc under it and returns the
 // encoded frame.
 func (w *wsConn) register(method string, params any, pc *pendingCall) ([]byte, uint32, error) {
-	p, err := marshal(params)
+	p, err := protocol.Marshal(params)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -307,7 +307,7 @@ func (w *wsConn) register(method string, params any, pc *pendingCall) ([]byte, u
 		w.nextID = 1
 	}
 	id := w.nextID
-	frame, err := marshal(protocol.Command{ID: id, Method: method, Params: p})
+	frame, err := protocol.Marshal(protocol.Command{ID: id, Method: method, Params: p})
 	if err != nil {
 		return nil, 0, err
 	}

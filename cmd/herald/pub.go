@@ -82,7 +82,7 @@ func pub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !fs.Changed("api-key") {
 		key = os.Getenv("HERALD_API_KEY")
 	}
-	body, err := jsonLine(protocol.PublishRequest{Channel: channel, Data: data, Ephemeral: *ephemeral, IdempotencyKey: *idemKey})
+	body, err := protocol.Marshal(protocol.PublishRequest{Channel: channel, Data: data, Ephemeral: *ephemeral, IdempotencyKey: *idemKey})
 	if err != nil {
 		return fail(exitUsage, "%v", err)
 	}
@@ -98,7 +98,7 @@ func pub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(exitError, "%v", err)
 	}
 	if *asJSON {
-		line, _ := jsonLine(struct {
+		line, _ := protocol.Marshal(struct {
 			Channel string `json:"channel"`
 			Offset  uint64 `json:"offset"`
 			Epoch   string `json:"epoch"`
@@ -222,16 +222,4 @@ func parseArgs(fs *pflag.FlagSet, intro string, args []string, stdout, stderr io
 		return nil, exitUsage, true
 	}
 	return fs.Args(), exitOK, false
-}
-
-// jsonLine encodes v as JSON without HTML escaping, so publication data is
-// passed on byte for byte.
-func jsonLine(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }

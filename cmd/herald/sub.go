@@ -199,7 +199,7 @@ func (s *subscriber) publication(p client.Publication) {
 	if s.count > 0 && s.printed.Load() >= int64(s.count) {
 		return // done; the client is closing
 	}
-	line, err := jsonLine(printedPublication{
+	line, err := protocol.Marshal(printedPublication{
 		Channel: p.Channel, Offset: p.Offset, Epoch: p.Epoch, Data: p.Data, Info: p.Info, Tags: p.Tags,
 		Time: p.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
 	})
