@@ -291,6 +291,13 @@ func (c *client) closed(err error) {
 	if c.cancel != nil {
 		c.cancel()
 	}
+	c.endUnlock()
+}
+
+// endUnlock schedules Session.Finish and drops the client from the
+// server's registry when their time has come, then releases c.mu, which the
+// caller holds.
+func (c *client) endUnlock() {
 	sched := c.scheduleFinishLocked()
 	forget := c.forgetLocked()
 	c.mu.Unlock()
@@ -307,15 +314,7 @@ func (c *client) upgradeFailed() {
 	c.mu.Lock()
 	c.sockClosed = true
 	c.closing = true
-	sched := c.scheduleFinishLocked()
-	forget := c.forgetLocked()
-	c.mu.Unlock()
-	if sched {
-		c.srv.commands.Submit((*commandJob)(c))
-	}
-	if forget {
-		c.srv.forget(c)
-	}
+	c.endUnlock()
 }
 
 // abortSocket drops the connection at once, if it has one.
