@@ -25,6 +25,23 @@ type Config struct {
 	// clients apart in its logs.
 	Name string
 
+	// Token authenticates the client: a connection JWT from the
+	// application's backend, sent in the WebSocket connect command, and as
+	// "Authorization: Bearer" on every request of the other transports
+	// (replacing any Authorization in Header). Empty means anonymous,
+	// which the server may refuse (ErrUnauthorized).
+	Token string
+	// GetToken, when set, returns a fresh connection token. It is called
+	// for every connection but the first (that one too when Token is
+	// empty), when the server asks for a refresh before the token expires,
+	// and when a request meets an expired token. An error matching
+	// ErrUnauthorized stops the client with that error; other errors are
+	// retried with backoff. It runs on the client's own goroutines, never
+	// on the handler goroutine, so it may run while a handler does. It
+	// must return once ctx ends (with the connection the token is for, or
+	// with Close): Close waits for it.
+	GetToken func(ctx context.Context) (string, error)
+
 	// MinBackoff and MaxBackoff bound reconnect delays: the n-th attempt
 	// waits a random time in [0, min(MaxBackoff, MinBackoff·2ⁿ)]. Defaults
 	// DefaultMinBackoff and DefaultMaxBackoff. The count of attempts starts
@@ -68,6 +85,21 @@ type Config struct {
 	OnConnected    func(ConnectedEvent)
 	OnDisconnected func(DisconnectedEvent)
 	OnError        func(ErrorEvent)
+
+	// Handlers of server-side subscriptions: the channels the server
+	// subscribes a WebSocket client to by itself, those its connection
+	// token's "channels" claim names. They have no Subscription; the
+	// client keeps their positions and resumes them after every reconnect
+	// as it does its own subscriptions', and OnServerSubscribed reports
+	// each confirmation as OnSubscribed does. OnServerUnsubscribed reports
+	// one the server could not make, or ended, with the reason in Err. A
+	// Subscription to one of these channels fails with
+	// CodeAlreadySubscribed. Any may be nil.
+	OnServerSubscribed   func(SubscribedEvent)
+	OnServerPublication  func(Publication)
+	OnServerJoin         func(JoinEvent)
+	OnServerLeave        func(LeaveEvent)
+	OnServerUnsubscribed func(UnsubscribedEvent)
 }
 
 // Client is a connection to a Herald server and the subscriptions carried
@@ -87,7 +119,8 @@ type Client struct {
 	queue        *queue
 
 	// mu guards the state below, and every subscription's session state.
-	// Lock order: mu, then queue.mu (events are queued with mu held, so
+	// Lock order: fetching (a semaphore held while GetToken runs, never
+	// taken with mu held), mu, then queue.mu (events are queued with mu held, so
 	// they are queued in the order things happened). wsConn.mu and
 	// Subscription.posMu are leaves: nothing else is taken while they are
 	// held. No network I/O and no handler runs with mu held.
@@ -107,6 +140,16 @@ type Client struct {
 	// changed wakes SSE and poll sessions when the set of wanted
 	// subscriptions changes.
 	changed chan struct{}
+
+	// token is the connection token in use, guarded by mu; tokenStale
+	// makes its next use fetch a fresh one from GetToken first.
+	token      string
+	tokenStale bool
+	// fetching is held while GetToken runs, so that requests needing a
+	// fresh token at once share one call.
+	fetching chan struct{}
+	// server holds the server-side subscriptions by channel, guarded by mu.
+	server map[string]*serverSub
 }
 
 // transport runs sessions for a Client and carries its commands. Session
@@ -173,6 +216,11 @@ func New(cfg Config) (*Client, error) {
 		stateCh: make(chan struct{}),
 		subs:    make(map[string]*Subscription),
 		changed: make(chan struct{}, 1),
+		token:   cfg.Token,
+		// Without a token to start with, the first use fetches one.
+		tokenStale: cfg.Token == "",
+		fetching:   make(chan struct{}, 1),
+		server:     make(map[string]*serverSub),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -338,6 +386,10 @@ func (c *Client) run(ctx context.Context, done chan struct{}) {
 			return
 		}
 		r := asEndReason(err)
+		if r.code == closeTokenExpired && c.cfg.GetToken != nil {
+			// The next connection brings a fresh token.
+			r.permanent = false
+		}
 		c.mu.Lock()
 		wasConnected := c.state == StateConnected
 		c.sessionEndedLocked()
@@ -420,13 +472,19 @@ func (c *Client) connectedLocked(ev ConnectedEvent) {
 }
 
 // sessionEndedLocked moves every subscription that was confirmed, or being
-// confirmed, on the ended session back to Subscribing. Caller holds c.mu.
+// confirmed, on the ended session back to Subscribing, and makes the next
+// session fetch fresh tokens. Caller holds c.mu.
 func (c *Client) sessionEndedLocked() {
+	c.tokenStale = true
 	for _, sub := range c.subs {
 		sub.conn = nil
+		sub.tokenStale = true
 		if sub.state == SubscriptionSubscribed {
 			sub.setStateLocked(SubscriptionSubscribing)
 		}
+	}
+	for _, ss := range c.server {
+		ss.conn = nil
 	}
 }
 

@@ -81,9 +81,33 @@
 // Join and leave events reach WebSocket and SSE subscriptions only: polling
 // carries publications alone.
 //
+// # Authentication
+//
+// Config.Token is the connection token (a JWT the application's backend
+// issues), sent in the WebSocket connect command and as "Authorization:
+// Bearer" on every HTTP request of the other transports. Config.GetToken, when
+// set, supplies fresh ones: for every new connection, when the server asks
+// for a refresh before the token expires (WebSocket refreshes the token on
+// its connection; SSE reopens its stream with it, every channel resuming from
+// its position), and when the server refuses a poll, stream or command as
+// carrying an expired token (it is then sent once more). Without GetToken, an
+// expired token stops the client with an error matching ErrTokenExpired.
+// Refused credentials stop it with one matching ErrUnauthorized.
+//
+// Channels of private namespaces need a subscription token as well:
+// SubscriptionConfig.Token, or SubscriptionConfig.GetToken, called for every
+// subscribe after the first.
+//
+// Over WebSocket, the server subscribes the client by itself to the channels
+// its connection token's "channels" claim names. Their events go to the
+// Config.OnServer* handlers, and the client resumes them after every
+// reconnect, as it does its Subscriptions.
+//
 // # Errors
 //
 // Errors the server reported are, or wrap, an *Error carrying its code
 // (errors.As); the Code* constants name them. Connections the server ended
-// for good give a *DisconnectError with the close code.
+// for good give a *DisconnectError with the close code. ErrUnauthorized and
+// ErrTokenExpired match (errors.Is) the errors of both kinds that concern
+// credentials.
 package client

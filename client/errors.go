@@ -19,8 +19,15 @@ type Error struct {
 func (e *Error) Error() string { return fmt.Sprintf("herald: %s (code %d)", e.Message, e.Code) }
 
 // Is makes errors.Is(err, &client.Error{Code: c}) match any *Error with code
-// c, whatever its message.
+// c, whatever its message, and errors.Is(err, ErrUnauthorized) and
+// errors.Is(err, ErrTokenExpired) match the codes they name.
 func (e *Error) Is(target error) bool {
+	switch target {
+	case ErrUnauthorized:
+		return e.Code == CodeUnauthorized
+	case ErrTokenExpired:
+		return e.Code == CodeTokenExpired
+	}
 	t, ok := target.(*Error)
 	return ok && t.Code == e.Code
 }
@@ -69,6 +76,24 @@ func (e *DisconnectError) Error() string {
 	return fmt.Sprintf("herald: disconnected by the server: %s (code %d)", e.Reason, e.Code)
 }
 
+// Close codes that concern credentials (docs/protocol.md, "Close codes").
+const (
+	closeUnauthorized = 4501
+	closeTokenExpired = 4505
+)
+
+// Is makes errors.Is(err, ErrUnauthorized) match close code 4501 and
+// errors.Is(err, ErrTokenExpired) match 4505.
+func (e *DisconnectError) Is(target error) bool {
+	switch target {
+	case ErrUnauthorized:
+		return e.Code == closeUnauthorized
+	case ErrTokenExpired:
+		return e.Code == closeTokenExpired
+	}
+	return false
+}
+
 var (
 	// ErrClosed is returned by every method of a Client after Close.
 	ErrClosed = errors.New("client: closed")
@@ -88,6 +113,18 @@ var (
 	// ErrRemoved is returned by the methods of a Subscription after
 	// RemoveSubscription.
 	ErrRemoved = errors.New("client: subscription removed")
+	// ErrUnauthorized matches (errors.Is) every refusal of the client's
+	// credentials: an *Error with CodeUnauthorized, a *DisconnectError
+	// with close code 4501. The client stops on it rather than retry the
+	// same credentials. Config.GetToken and SubscriptionConfig.GetToken
+	// may return it (or wrap it) to stop the client, or end the
+	// subscription, for good: the user logged out, say.
+	ErrUnauthorized = errors.New("client: unauthorized")
+	// ErrTokenExpired matches (errors.Is) the server's report that a token
+	// expired: an *Error with CodeTokenExpired, a *DisconnectError with
+	// close code 4505. A client with Config.GetToken fetches a fresh token
+	// and goes on; one without stops with this error.
+	ErrTokenExpired = errors.New("client: token expired")
 )
 
 // endReason says why a connection (or a connection attempt) ended. It is an

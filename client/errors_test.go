@@ -25,3 +25,25 @@ func TestErrorMatching(t *testing.T) {
 		t.Fatal("DisconnectError does not match")
 	}
 }
+
+// ErrUnauthorized and ErrTokenExpired match the errors and close codes of
+// refused and expired credentials, and nothing else.
+func TestCredentialErrors(t *testing.T) {
+	for _, tc := range []struct {
+		err                   error
+		unauthorized, expired bool
+	}{
+		{&client.Error{Code: client.CodeUnauthorized}, true, false},
+		{&client.Error{Code: client.CodeTokenExpired}, false, true},
+		{&client.Error{Code: client.CodePermissionDenied}, false, false},
+		{&client.DisconnectError{Code: 4501}, true, false},
+		{&client.DisconnectError{Code: 4505}, false, true},
+		{&client.DisconnectError{Code: 4503}, false, false},
+		{fmt.Errorf("GetToken: %w", client.ErrUnauthorized), true, false},
+	} {
+		err := fmt.Errorf("wrapped: %w", tc.err)
+		if errors.Is(err, client.ErrUnauthorized) != tc.unauthorized || errors.Is(err, client.ErrTokenExpired) != tc.expired {
+			t.Errorf("%v: unauthorized %v, expired %v", tc.err, errors.Is(err, client.ErrUnauthorized), errors.Is(err, client.ErrTokenExpired))
+		}
+	}
+}

@@ -6,12 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/heraldrt/herald/internal/protocol"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/heraldrt/herald/internal/protocol"
 )
 
 // maxErrorBody bounds how much of an error response is read.
@@ -25,32 +26,28 @@ func (c *Client) httpCall(ctx context.Context, method string, params, out any) e
 	if err != nil {
 		return fmt.Errorf("client: encode %s: %w", method, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/"+method, bytes.NewReader(body))
+	resp, err := c.do(ctx, c.hc, nil, func() (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/"+method, bytes.NewReader(body))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		return req, err
+	})
 	if err != nil {
-		return err
-	}
-	c.setHeaders(req)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.hc.Do(req)
-	if err != nil {
+		var r *endReason
+		switch {
+		case answered(err):
+			return err
+		case errors.As(err, &r):
+			return r.err // GetToken failed
+		}
 		return fmt.Errorf("client: %s: %w", method, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return responseError(resp)
-	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		return fmt.Errorf("client: %s: decode answer: %w", method, err)
 	}
 	return nil
-}
-
-func (c *Client) setHeaders(req *http.Request) {
-	for k, vs := range c.cfg.Header {
-		for _, v := range vs {
-			req.Header.Add(k, v)
-		}
-	}
 }
 
 // statusError is an HTTP failure whose body was not a Herald error: a proxy
@@ -62,6 +59,14 @@ type statusError struct {
 
 func (e *statusError) Error() string {
 	return fmt.Sprintf("client: HTTP %d: %.200s", e.status, e.body)
+}
+
+// answered reports whether err is the server's (or a proxy's) answer to a
+// request, rather than a failure to get one.
+func answered(err error) bool {
+	var e *Error
+	var se *statusError
+	return errors.As(err, &e) || errors.As(err, &se)
 }
 
 // responseError turns a non-200 response into an *Error from its JSON body
@@ -81,12 +86,19 @@ func responseError(resp *http.Response) error {
 // the server refused the client's credentials, or answered a status that a
 // retry would get again; otherwise worth retrying after a backoff.
 func httpEndReason(err error) *endReason {
-	r := &endReason{err: err}
+	var r *endReason
+	if errors.As(err, &r) {
+		return r // GetToken failed: already classified
+	}
+	r = &endReason{err: err}
 	var e *Error
 	var se *statusError
 	switch {
+	case errors.Is(err, ErrUnauthorized), errors.Is(err, ErrTokenExpired):
+		// Refused credentials, or an expired token that no fresh one
+		// replaced (the request was retried with one if it could be).
+		r.permanent = true
 	case errors.As(err, &e):
-		r.permanent = e.Code == CodeUnauthorized || e.Code == CodeTokenExpired
 	case errors.As(err, &se):
 		r.permanent = se.status >= 400 && se.status < 500 && se.status != http.StatusRequestTimeout && se.status != http.StatusTooManyRequests
 	}
@@ -101,9 +113,13 @@ type pollAnswer struct {
 	Unrecovered  []string          `json:"unrecovered"`
 }
 
-// poll makes one GET /poll for channels (in canonical order) from since
+// poll makes one GET /poll for subs (in canonical channel order) from since
 // ("" for "from now"), waiting up to timeout on the server.
-func (c *Client) poll(ctx context.Context, channels []string, since string, timeout time.Duration) (*pollAnswer, error) {
+func (c *Client) poll(ctx context.Context, subs []*Subscription, since string, timeout time.Duration) (*pollAnswer, error) {
+	channels := make([]string, len(subs))
+	for i, s := range subs {
+		channels[i] = s.channel
+	}
 	q := url.Values{"channel": channels}
 	if since != "" {
 		q.Set("since", since)
@@ -120,19 +136,14 @@ func (c *Client) poll(ctx context.Context, channels []string, since string, time
 		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/poll?"+q.Encode(), nil)
-	if err != nil {
-		return nil, err
-	}
-	c.setHeaders(req)
-	resp, err := c.streamHC.Do(req)
+	resp, err := c.do(ctx, c.streamHC, subs, func() (*http.Request, error) {
+		q["sub_token"] = c.subTokenList(subs)
+		return http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/poll?"+q.Encode(), nil)
+	})
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, responseError(resp)
-	}
 	var a pollAnswer
 	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
 		return nil, fmt.Errorf("client: poll answer: %w", err)

@@ -2,6 +2,7 @@ package client
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -39,6 +40,8 @@ func TestHTTPEndReason(t *testing.T) {
 		{&statusError{status: 429}, false},
 		{&statusError{status: 502}, false},
 		{errors.New("connection refused"), false},
+		{tokenFailure(fmt.Errorf("logged out: %w", ErrUnauthorized)), true},
+		{tokenFailure(errors.New("backend down")), false},
 	} {
 		if got := httpEndReason(tc.err).permanent; got != tc.permanent {
 			t.Errorf("%v: permanent %v, want %v", tc.err, got, tc.permanent)

@@ -45,6 +45,10 @@ type testServer struct {
 	running *servertest.Server
 }
 
+// testAPIKey is the server API key of every test server, which servers
+// without dev mode need.
+const testAPIKey = "test-api-key"
+
 // startServer runs a dev-mode server on the memory engine at a free port;
 // tweak adjusts its configuration. The server stops when the test ends.
 func startServer(t testing.TB, tweak func(*server.Config)) *testServer {
@@ -53,6 +57,7 @@ func startServer(t testing.TB, tweak func(*server.Config)) *testServer {
 	cfg.Addr = "127.0.0.1:0"
 	cfg.Engine = server.EngineMemory
 	cfg.Dev = true
+	cfg.APIKey = testAPIKey
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	cfg.ShutdownTimeout = 5 * time.Second
 	if tweak != nil {
@@ -145,7 +150,13 @@ func apiPublish(t testing.TB, hc *http.Client, base, channel string, data any, k
 		body["idempotency_key"] = key
 	}
 	b, _ := json.Marshal(body)
-	resp, err := hc.Post(base+"/api/publish", "application/json", bytes.NewReader(b))
+	req, err := http.NewRequest(http.MethodPost, base+"/api/publish", bytes.NewReader(b))
+	if err != nil {
+		return client.PublishResult{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "apikey "+testAPIKey)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return client.PublishResult{}, err
 	}

@@ -17,6 +17,21 @@ type SubscriptionConfig struct {
 	// from "now".
 	Since *StreamPosition
 
+	// Token is a subscription token (a JWT from the application's backend
+	// naming the client's user and this channel), which channels of
+	// private namespaces require. WebSocket sends it with the subscribe
+	// command; SSE and polling as a sub_token parameter of every stream or
+	// poll that carries the channel.
+	Token string
+	// GetToken, when set, returns a fresh subscription token for channel.
+	// It is called for every subscribe but the first (that one too when
+	// Token is empty): after each reconnect, after Unsubscribe, and when
+	// the server refuses a stream or poll as carrying an expired token. An
+	// error matching ErrUnauthorized ends the subscription with that error;
+	// other errors are retried with the connection, with backoff. It runs
+	// as Config.GetToken does, on the client's own goroutines.
+	GetToken func(ctx context.Context, channel string) (string, error)
+
 	// Handlers of the subscription's events, called on the client's handler
 	// goroutine, in order, never concurrently (see the package
 	// documentation). Any may be nil.
@@ -71,6 +86,10 @@ type Subscription struct {
 	// noHistory: a probe found the channel keeps no history, so it will
 	// never have a position (SSE).
 	noHistory bool
+	// token is the subscription token to send; tokenStale makes the next
+	// subscribe fetch a fresh one from GetToken first.
+	token      string
+	tokenStale bool
 
 	// pos is the position of the last event handed to handlers, written by
 	// the handler goroutine.
@@ -96,7 +115,7 @@ func (c *Client) NewSubscription(channel string, cfg SubscriptionConfig) (*Subsc
 	if c.subs[channel] != nil {
 		return nil, ErrDuplicateSubscription
 	}
-	sub := &Subscription{c: c, channel: channel, cfg: cfg, stateCh: make(chan struct{}), fresh: cfg.Since == nil}
+	sub := &Subscription{c: c, channel: channel, cfg: cfg, stateCh: make(chan struct{}), fresh: cfg.Since == nil, token: cfg.Token, tokenStale: cfg.Token == ""}
 	if cfg.Since != nil {
 		sub.wire, sub.hasWire = *cfg.Since, true
 		sub.pos = *cfg.Since
@@ -155,6 +174,20 @@ func (s *Subscription) setPos(p StreamPosition) {
 	s.posMu.Lock()
 	s.pos = p
 	s.posMu.Unlock()
+}
+
+// wantedSubs lists the subscriptions that are wanted: subscribing or
+// subscribed.
+func (c *Client) wantedSubs() []*Subscription {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*Subscription
+	for _, s := range c.subs {
+		if s.state != SubscriptionUnsubscribed {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // usableLocked reports why the subscription cannot change state: its client
@@ -238,6 +271,7 @@ func (s *Subscription) Unsubscribe(ctx context.Context) error {
 	s.gen.Add(1)
 	conn := s.conn
 	s.conn = nil
+	s.tokenStale = true
 	s.setStateLocked(SubscriptionUnsubscribed)
 	ev := UnsubscribedEvent{Channel: s.channel}
 	c.emitLocked(s, func() {
@@ -335,16 +369,10 @@ func (c *Client) deliver(conn any, pub Publication) error {
 	defer c.mu.Unlock()
 	s := c.subs[pub.Channel]
 	if s == nil || s.conn != conn || s.state != SubscriptionSubscribed {
-		return nil
+		return c.deliverServerLocked(conn, pub)
 	}
-	if pub.Offset > 0 && s.hasWire {
-		switch {
-		case pub.Offset <= s.wire.Offset:
-			return nil
-		case pub.Offset != s.wire.Offset+1:
-			c.log.Warn("herald client: gap in channel offsets; resuming", "channel", pub.Channel, "have", s.wire.Offset, "got", pub.Offset)
-			return errGap
-		}
+	if ok, err := c.follows(pub, s.wire, s.hasWire); !ok {
+		return err
 	}
 	if pub.Offset > 0 {
 		pub.Epoch = s.wire.Epoch
@@ -364,6 +392,23 @@ func (c *Client) deliver(conn any, pub Publication) error {
 		s.wire.Offset = pub.Offset
 	}
 	return nil
+}
+
+// follows reports whether pub, on a stream whose last queued position is
+// wire (known when hasWire), is to be queued: it is not when it repeats an
+// offset queued already, nor, with errGap, when offsets were skipped.
+func (c *Client) follows(pub Publication, wire StreamPosition, hasWire bool) (bool, error) {
+	if pub.Offset == 0 || !hasWire {
+		return true, nil
+	}
+	switch {
+	case pub.Offset <= wire.Offset:
+		return false, nil
+	case pub.Offset != wire.Offset+1:
+		c.log.Warn("herald client: gap in channel offsets; resuming", "channel", pub.Channel, "have", wire.Offset, "got", pub.Offset)
+		return false, errGap
+	}
+	return true, nil
 }
 
 // deliverBlocking is deliver for polling: it waits for room in the queue
@@ -386,7 +431,7 @@ func (c *Client) presence(conn any, join bool, channel string, info ClientInfo) 
 	defer c.mu.Unlock()
 	s := c.subs[channel]
 	if s == nil || s.conn != conn || s.state != SubscriptionSubscribed {
-		return nil
+		return c.presenceServerLocked(conn, join, channel, info)
 	}
 	fn := func() {
 		if s.cfg.OnLeave != nil {

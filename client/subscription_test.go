@@ -272,7 +272,9 @@ func TestEphemeral(t *testing.T) {
 // time; the steady subscription must lose and repeat nothing.
 func TestChangingSubscriptionsUnderLoad(t *testing.T) {
 	const total = 400
-	srv := startServer(t, nil)
+	// The loop changes subscriptions as fast as it can, far beyond the
+	// command rate a real client needs.
+	srv := startServer(t, func(c *server.Config) { c.CommandRate, c.CommandBurst = 1e6, 1e6 })
 	for _, tr := range transports {
 		t.Run(tr.String(), func(t *testing.T) {
 			ctx := ctxT(t)

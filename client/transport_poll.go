@@ -27,6 +27,9 @@ func (t *pollTransport) session(ctx context.Context) error {
 	c := t.c
 	ps := &pollSession{}
 	for {
+		if err := c.subTokens(ctx, c.wantedSubs()); err != nil {
+			return err
+		}
 		if err := probeFresh(ctx, c, false); err != nil {
 			return err
 		}
@@ -40,10 +43,10 @@ func (t *pollTransport) session(ctx context.Context) error {
 				continue
 			}
 		}
-		channels := make([]string, len(list))
+		subs := make([]*Subscription, len(list))
 		from := make([]StreamPosition, len(list))
 		for i, pl := range list {
-			channels[i], from[i] = pl.sub.channel, pl.from
+			subs[i], from[i] = pl.sub, pl.from
 		}
 		// A poll that confirms subscriptions answers at once, so Subscribe
 		// does not wait a whole long poll for its confirmation.
@@ -51,7 +54,7 @@ func (t *pollTransport) session(ctx context.Context) error {
 		if t.long && !unconfirmed {
 			timeout = c.cfg.PollTimeout
 		}
-		ans, changed, err := t.pollOnce(ctx, channels, positionsString(from), timeout)
+		ans, changed, err := t.pollOnce(ctx, subs, positionsString(from), timeout)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -118,10 +121,10 @@ func (t *pollTransport) plan(ps *pollSession) (list []planned, unconfirmed bool)
 // pollOnce makes one poll. A long poll is cancelled when the wanted
 // subscriptions change (changed is then set), so the next one includes
 // them without waiting for this one to time out.
-func (t *pollTransport) pollOnce(ctx context.Context, channels []string, since string, timeout time.Duration) (*pollAnswer, bool, error) {
+func (t *pollTransport) pollOnce(ctx context.Context, subs []*Subscription, since string, timeout time.Duration) (*pollAnswer, bool, error) {
 	c := t.c
 	if timeout == 0 {
-		ans, err := c.poll(ctx, channels, since, 0)
+		ans, err := c.poll(ctx, subs, since, 0)
 		return ans, false, err
 	}
 	pctx, cancel := context.WithCancel(ctx)
@@ -136,7 +139,7 @@ func (t *pollTransport) pollOnce(ctx context.Context, channels []string, since s
 		case <-pctx.Done():
 		}
 	}()
-	ans, err := c.poll(pctx, channels, since, timeout)
+	ans, err := c.poll(pctx, subs, since, timeout)
 	cancel()
 	<-watched
 	return ans, changed.Load(), err

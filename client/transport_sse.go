@@ -30,6 +30,10 @@ var _ transport = (*sseTransport)(nil)
 // subscriptions changed; the session goes on with the new set at once.
 var errChanged = errors.New("client: subscriptions changed")
 
+// errRefresh ends one stream because the server asked for a fresh token,
+// which only a new stream can bring; the session goes on with it at once.
+var errRefresh = errors.New("client: token refresh")
+
 // planned is a subscription as it was when a stream or poll was planned.
 type planned struct {
 	sub *Subscription
@@ -53,6 +57,9 @@ type sseStream struct {
 func (t *sseTransport) session(ctx context.Context) error {
 	c := t.c
 	for {
+		if err := c.subTokens(ctx, c.wantedSubs()); err != nil {
+			return err
+		}
 		if err := probeFresh(ctx, c, true); err != nil {
 			return err
 		}
@@ -66,11 +73,17 @@ func (t *sseTransport) session(ctx context.Context) error {
 				continue
 			}
 		}
-		err := t.stream(ctx, st, lastID)
-		if err == errChanged {
-			continue
+		switch err := t.stream(ctx, st, lastID); err {
+		case errChanged:
+		case errRefresh:
+			// The new stream resumes every channel from its position, as
+			// after any change.
+			if _, err := c.fetchToken(ctx); err != nil {
+				return tokenFailure(err)
+			}
+		default:
+			return err
 		}
-		return err
 	}
 }
 
@@ -118,24 +131,34 @@ func (t *sseTransport) stream(ctx context.Context, st *sseStream, lastID string)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	q := url.Values{"channel": st.channels}
-	req, err := http.NewRequestWithContext(sctx, http.MethodGet, c.base+"/sse?"+q.Encode(), nil)
-	if err != nil {
-		return &endReason{permanent: true, err: err}
+	subs := make([]*Subscription, len(st.channels))
+	for i, ch := range st.channels {
+		subs[i] = st.subs[ch].sub
 	}
-	c.setHeaders(req)
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Cache-Control", "no-cache")
-	if lastID != "" {
-		req.Header.Set("Last-Event-ID", lastID)
-	}
-	resp, err := c.streamHC.Do(req)
-	if err != nil {
+	resp, err := c.do(sctx, c.streamHC, subs, func() (*http.Request, error) {
+		q["sub_token"] = c.subTokenList(subs)
+		req, err := http.NewRequestWithContext(sctx, http.MethodGet, c.base+"/sse?"+q.Encode(), nil)
+		if err != nil {
+			return nil, &endReason{permanent: true, err: err}
+		}
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("Cache-Control", "no-cache")
+		if lastID != "" {
+			req.Header.Set("Last-Event-ID", lastID)
+		}
+		return req, nil
+	})
+	var r *endReason
+	switch {
+	case err == nil:
+	case answered(err):
+		return t.openFailed(ctx, st, err)
+	case errors.As(err, &r):
+		return r
+	default:
 		return &endReason{reason: "sse stream", err: err}
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return t.openFailed(ctx, st, responseError(resp))
-	}
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
 		return &endReason{reason: "sse stream: content type " + ct}
 	}
@@ -215,6 +238,13 @@ func (t *sseTransport) read(st *sseStream, p *sseParser) error {
 			r := closeReason(d.Code, d.Reason)
 			r.permanent = r.permanent || !d.Reconnect
 			return r
+		case protocol.PushRefresh:
+			// Without GetToken there is no fresh token to reopen with: the
+			// server ends the stream at expiry (4505), and the client
+			// stops with ErrTokenExpired.
+			if c.cfg.GetToken != nil {
+				return errRefresh
+			}
 		}
 	}
 }
@@ -295,7 +325,7 @@ func probeFresh(ctx context.Context, c *Client, sse bool) error {
 	}
 	c.mu.Unlock()
 	for _, pl := range fresh {
-		ans, err := c.poll(ctx, []string{pl.sub.channel}, "", 0)
+		ans, err := c.poll(ctx, []*Subscription{pl.sub}, "", 0)
 		if err != nil {
 			r := httpEndReason(err)
 			var e *Error
@@ -382,7 +412,7 @@ func refused(ctx context.Context, c *Client, list []planned, err error, sse bool
 	}
 	found := false
 	for _, pl := range candidates {
-		_, perr := c.poll(ctx, []string{pl.sub.channel}, "", 0)
+		_, perr := c.poll(ctx, []*Subscription{pl.sub}, "", 0)
 		var pe *Error
 		if !errors.As(perr, &pe) || temporary(pe.Code) && !(pe.Code == CodeNotAvailable && !sse) {
 			continue

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -39,6 +41,10 @@ var _ transport = (*wsTransport)(nil)
 
 func (t *wsTransport) session(ctx context.Context) error {
 	c := t.c
+	tok, fresh, err := c.useToken(ctx)
+	if err != nil {
+		return tokenFailure(err)
+	}
 	u := "ws" + strings.TrimPrefix(c.base, "http") + "/ws"
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
@@ -52,18 +58,22 @@ func (t *wsTransport) session(ctx context.Context) error {
 		return r
 	}
 	ws.SetReadLimit(wsReadLimit)
-	w := &wsConn{t: t, ws: ws, done: make(chan struct{}), pending: make(map[uint32]*pendingCall)}
+	wctx, wcancel := context.WithCancel(ctx)
+	w := &wsConn{t: t, ws: ws, done: make(chan struct{}), pending: make(map[uint32]*pendingCall), ctx: wctx, cancel: wcancel}
 	go w.readLoop()
 
+	c.mu.Lock()
+	req := protocol.ConnectRequest{Token: tok, Name: c.cfg.Name, Subs: c.serverPositionsLocked()}
+	c.mu.Unlock()
 	var res protocol.ConnectResult
-	err = w.call(dctx, protocol.MethodConnect, protocol.ConnectRequest{Name: c.cfg.Name}, &res)
+	err = w.call(dctx, protocol.MethodConnect, req, &res)
 	cancel()
 	if err != nil {
 		w.fail(&endReason{reason: "connect", err: err})
 		<-w.done
 		var e *Error
 		if errors.As(err, &e) {
-			return &endReason{reason: "connect refused", err: e, permanent: e.Code == CodeUnauthorized || e.Code == CodeTokenExpired}
+			return &endReason{reason: "connect refused", err: e, permanent: c.refusedForGood(e, fresh)}
 		}
 		return w.reason()
 	}
@@ -76,15 +86,15 @@ func (t *wsTransport) session(ctx context.Context) error {
 
 	c.mu.Lock()
 	t.conn = w
-	c.connectedLocked(ConnectedEvent{ClientID: res.Client})
-	var cmds []outCommand
+	c.connectedLocked(ConnectedEvent{ClientID: res.Client, User: res.User})
+	var wanted []*Subscription
 	for _, sub := range c.subs {
 		if sub.wantedLocked() {
-			cmds = append(cmds, t.subscribeCommandLocked(w, sub))
+			wanted = append(wanted, sub)
 		}
 	}
 	c.mu.Unlock()
-	w.send(cmds)
+	t.subscribeOn(w, wanted)
 
 	select {
 	case <-w.done:
@@ -92,12 +102,50 @@ func (t *wsTransport) session(ctx context.Context) error {
 		w.fail(&endReason{reason: "client closed"})
 		<-w.done
 	}
+	w.tasks.Wait()
 	c.mu.Lock()
 	if t.conn == w {
 		t.conn = nil
 	}
 	c.mu.Unlock()
 	return w.reason()
+}
+
+// refusedForGood reports whether a connect the server refused with e would
+// be refused again: bad credentials, or an expired token that no fresh one
+// (fresh: it was one) can replace.
+func (c *Client) refusedForGood(e *Error, fresh bool) bool {
+	switch e.Code {
+	case CodeUnauthorized:
+		return true
+	case CodeTokenExpired:
+		return fresh || c.cfg.GetToken == nil
+	}
+	return false
+}
+
+// subscribeOn subscribes subs on w, in one batch, once those with a
+// GetToken have a fresh token; a subscription no longer wanted by then is
+// left out. A subscription wanted meanwhile is subscribed by its own call.
+func (t *wsTransport) subscribeOn(w *wsConn, subs []*Subscription) {
+	c := t.c
+	if err := c.subTokens(w.ctx, subs); err != nil {
+		w.fail(asEndReason(err))
+		return
+	}
+	c.mu.Lock()
+	if t.conn != w {
+		c.mu.Unlock()
+		return
+	}
+	var cmds []outCommand
+	for _, sub := range subs {
+		if sub.wantedLocked() {
+			cmds = append(cmds, t.subscribeCommandLocked(w, sub))
+		}
+	}
+	c.mu.Unlock()
+	w.send(cmds)
 }
 
 // subscribeCommandLocked builds the subscribe command of sub on w, resuming
@@ -107,7 +155,7 @@ func (t *wsTransport) subscribeCommandLocked(w *wsConn, sub *Subscription) outCo
 	c := t.c
 	sub.conn = w
 	gen := sub.gen.Load()
-	req := protocol.SubscribeRequest{Channel: sub.channel}
+	req := protocol.SubscribeRequest{Channel: sub.channel, Token: sub.token}
 	from := sub.wire
 	if sub.hasWire {
 		req.Recover, req.Epoch, req.Offset = true, from.Epoch, from.Offset
@@ -119,6 +167,12 @@ func (t *wsTransport) subscribeCommandLocked(w *wsConn, sub *Subscription) outCo
 			return nil // unsubscribed meanwhile
 		}
 		if e != nil {
+			if ss := c.server[sub.channel]; e.Code == CodeAlreadySubscribed && ss != nil && ss.conn == w {
+				// The server subscribed the connection to this channel
+				// itself; its events go to the server-side handlers.
+				sub.refuseLocked(gen, e)
+				return nil
+			}
 			if temporary(e.Code) || e.Code == CodeAlreadySubscribed {
 				// The server or this connection is in trouble; a fresh
 				// connection after a backoff subscribes everything again.
@@ -149,13 +203,18 @@ func (t *wsTransport) subscribe(sub *Subscription) {
 	c := t.c
 	c.mu.Lock()
 	w := t.conn
-	if w == nil || !sub.wantedLocked() {
-		c.mu.Unlock()
-		return // the next session subscribes it
-	}
-	cmd := t.subscribeCommandLocked(w, sub)
+	wanted := w != nil && sub.wantedLocked()
 	c.mu.Unlock()
-	w.send([]outCommand{cmd})
+	switch {
+	case !wanted:
+		// The next session subscribes it.
+	case sub.cfg.GetToken == nil:
+		t.subscribeOn(w, []*Subscription{sub})
+	default:
+		// GetToken may take a while, and belongs to the connection rather
+		// than to the Subscribe call that got here first.
+		w.spawn(func() { t.subscribeOn(w, []*Subscription{sub}) })
+	}
 }
 
 func (t *wsTransport) unsubscribe(ctx context.Context, sub *Subscription, conn any) error {
@@ -194,12 +253,20 @@ func (t *wsTransport) call(ctx context.Context, method string, params, out any) 
 	}
 }
 
-// wsConn is one WebSocket connection: a reader goroutine, and the commands
-// waiting for their replies.
+// wsConn is one WebSocket connection: a reader goroutine, the commands
+// waiting for their replies, and the tasks that fetch tokens for it.
 type wsConn struct {
 	t    *wsTransport
 	ws   *websocket.Conn
 	done chan struct{} // closed when the reader has exited
+	// ctx ends with the connection (cancel is called by fail): the
+	// context of its tasks.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// tasks counts the goroutines spawn started; refreshing is set while
+	// one refreshes the connection token.
+	tasks      sync.WaitGroup
+	refreshing atomic.Bool
 
 	mu        sync.Mutex
 	nextID    uint32
@@ -341,7 +408,58 @@ func (w *wsConn) fail(r *endReason) {
 		w.keepAlive.Stop()
 	}
 	w.mu.Unlock()
+	w.cancel()
 	_ = w.ws.CloseNow()
+}
+
+// spawn runs fn on a goroutine of its own while the connection lives; the
+// session waits for it before it ends. Once the connection ended, fn does
+// not run: the session may be waiting already.
+func (w *wsConn) spawn(fn func()) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.end != nil {
+		return
+	}
+	w.tasks.Add(1)
+	go func() {
+		defer w.tasks.Done()
+		fn()
+	}()
+}
+
+// refresh answers the server's request for a fresh connection token before
+// the current one expires in expiresIn seconds. Without GetToken there is
+// nothing to send: the server closes the connection at expiry (4505), and
+// the client stops with ErrTokenExpired.
+func (w *wsConn) refresh(expiresIn int) {
+	c := w.t.c
+	if c.cfg.GetToken == nil || !w.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	w.spawn(func() {
+		defer w.refreshing.Store(false)
+		// A token that comes after expiry is of no use on this connection.
+		ctx, cancel := context.WithTimeout(w.ctx, time.Duration(expiresIn)*time.Second)
+		defer cancel()
+		tok, err := c.fetchToken(ctx)
+		if err == nil {
+			err = w.call(ctx, protocol.MethodRefresh, protocol.RefreshRequest{Token: tok}, nil)
+		}
+		switch {
+		case err == nil, w.ctx.Err() != nil:
+		case errors.Is(err, ErrUnauthorized):
+			// The application (from GetToken) or the server says this
+			// user may not go on.
+			w.fail(&endReason{reason: "token refresh", err: err, permanent: true})
+		default:
+			// The server closes the connection at expiry; the next one
+			// brings a fresh token.
+			c.mu.Lock()
+			c.emitErrorLocked(fmt.Errorf("client: token refresh: %w", err))
+			c.mu.Unlock()
+		}
+	})
 }
 
 // reason is why the connection ended.
@@ -432,6 +550,13 @@ type wireFrame struct {
 	wirePublication
 	Code   uint32 `json:"code"`
 	Reason string `json:"reason"`
+	// Of "subscribed" pushes.
+	Epoch         string `json:"epoch"`
+	Recoverable   bool   `json:"recoverable"`
+	WasRecovering bool   `json:"was_recovering"`
+	Recovered     bool   `json:"recovered"`
+	// Of "refresh" pushes.
+	ExpiresIn int `json:"expires_in"`
 }
 
 // handle processes one frame; a non-nil result ends the connection.
@@ -483,25 +608,30 @@ func (w *wsConn) handle(line []byte) *endReason {
 			return &endReason{reason: "write pong", err: err}
 		}
 	case protocol.PushUnsubscribe:
-		w.unsubscribed(f.Channel, &Error{Code: f.Code, Message: f.Reason})
+		return w.unsubscribed(f.Channel, &Error{Code: f.Code, Message: f.Reason})
+	case protocol.PushSubscribed:
+		c.serverSubscribed(w, f.Channel, protocol.SubscribeResult{Epoch: f.Epoch, Offset: f.Offset, Recoverable: f.Recoverable, WasRecovering: f.WasRecovering, Recovered: f.Recovered})
+	case protocol.PushRefresh:
+		w.refresh(f.ExpiresIn)
 	}
 	return nil
 }
 
 // unsubscribed handles the server ending one subscription: for good, or,
-// for a temporary reason, by subscribing again.
-func (w *wsConn) unsubscribed(channel string, e *Error) {
+// for a temporary reason, by subscribing again. A channel with no
+// Subscription on w is a server-side subscription.
+func (w *wsConn) unsubscribed(channel string, e *Error) *endReason {
 	c := w.t.c
 	c.mu.Lock()
 	sub := c.subs[channel]
 	if sub == nil || sub.conn != w || sub.state == SubscriptionUnsubscribed {
-		c.mu.Unlock()
-		return
+		defer c.mu.Unlock()
+		return c.serverUnsubscribedLocked(channel, e)
 	}
 	if !temporary(e.Code) {
 		sub.refuseLocked(sub.gen.Load(), e)
 		c.mu.Unlock()
-		return
+		return nil
 	}
 	sub.errorLocked(e)
 	sub.conn = nil
@@ -509,4 +639,5 @@ func (w *wsConn) unsubscribed(channel string, e *Error) {
 	cmd := w.t.subscribeCommandLocked(w, sub)
 	c.mu.Unlock()
 	w.send([]outCommand{cmd})
+	return nil
 }

@@ -183,9 +183,11 @@ type ConnectingEvent struct {
 }
 
 // ConnectedEvent reports a connection. ClientID is the server's id for this
-// connection on WebSocket; SSE and polling have no client id.
+// connection, and User the user its token authenticated ("" when
+// anonymous), on WebSocket; SSE and polling have neither.
 type ConnectedEvent struct {
 	ClientID  string
+	User      string
 	Transport Transport
 }
 

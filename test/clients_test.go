@@ -105,6 +105,8 @@ type wsConn struct {
 	pending   map[uint32]pendingCall
 	pos       map[string]protocol.StreamPosition
 	closeCode websocket.StatusCode
+	// readErr is why the read loop ended, for failure messages.
+	readErr error
 }
 
 func openWebSocket(ctx context.Context, base string, channels []string, resume any) (conn, error) {
@@ -175,7 +177,7 @@ func (w *wsConn) call(ctx context.Context, method string, params any, onResult f
 		}
 		return r["result"], nil
 	case <-w.done:
-		return nil, fmt.Errorf("connection closed (code %d) before reply to %s", w.closeCode, method)
+		return nil, fmt.Errorf("connection closed (code %d: %v) before reply to %s", w.closeCode, w.readErr, method)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -188,6 +190,7 @@ func (w *wsConn) read(ctx context.Context) {
 		if err != nil {
 			w.mu.Lock()
 			w.closeCode = websocket.CloseStatus(err)
+			w.readErr = err
 			w.mu.Unlock()
 			return
 		}
@@ -473,9 +476,12 @@ func (p *pollConn) deliver(r *pollResponse) {
 	if err != nil {
 		panic(fmt.Sprintf("server sent unparsable next %q: %v", r.Next, err))
 	}
+	// The lock spans the whole batch so that resume never returns a position
+	// older than an event already emitted: a reader may consume the batch
+	// and ask for resume before next would otherwise be updated.
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	prev, err := protocol.ParsePositions(p.next, len(p.channels))
-	p.mu.Unlock()
 	cur := make([]protocol.StreamPosition, len(next))
 	for i := range cur {
 		cur[i] = next[i]
@@ -491,9 +497,7 @@ func (p *pollConn) deliver(r *pollResponse) {
 		}
 		p.out <- event{kind: "publication", channel: pub.Channel, offset: pub.Offset, data: pub.Data, token: protocol.FormatPositions(cur)}
 	}
-	p.mu.Lock()
 	p.next = r.Next
-	p.mu.Unlock()
 }
 
 func (p *pollConn) events() <-chan event { return p.out }

@@ -9,7 +9,7 @@ import (
 )
 
 // TestCoreDependsOnNoBackend keeps the domain free of its backends: the core,
-// the protocol and the engine contract must build without Pebble, nbio, or
+// the protocol, the engine contract and the Go client must build without Pebble, nbio, or
 // any Redis or NATS client, so those stay swappable behind their packages.
 func TestCoreDependsOnNoBackend(t *testing.T) {
 	forbidden := []string{
@@ -18,7 +18,7 @@ func TestCoreDependsOnNoBackend(t *testing.T) {
 		"github.com/redis/",
 		"github.com/nats-io/",
 	}
-	for _, pkg := range []string{"./internal/node", "./internal/protocol", "./internal/engine"} {
+	for _, pkg := range []string{"./internal/node", "./internal/protocol", "./internal/engine", "./client"} {
 		cmd := exec.Command("go", "list", "-deps", pkg)
 		cmd.Dir = testkit.ModuleRoot(t)
 		out, err := cmd.Output()

@@ -1,11 +1,19 @@
-// Package web holds Herald's embedded browser pages: the demo page served
-// at "/", a small chat over the Herald protocol on WebSocket or SSE.
+// Package web holds Herald's embedded browser pages: the demo apps served
+// at "/" (chat, ticker, collaborative cursors, transport panel), built on
+// the TypeScript SDK, whose bundle it serves at SDKPath.
 package web
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"io/fs"
 	"net/http"
+	"strings"
+	"time"
+
+	js "github.com/heraldrt/herald/sdk/js"
 )
 
 //go:embed static
@@ -16,14 +24,45 @@ var static embed.FS
 const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-// Handler serves the demo page at "/" and its assets beside it. Paths that
-// name no embedded file are answered 404; methods other than GET and HEAD 405.
+// SDKPath is where pages load the TypeScript SDK's browser bundle from,
+// which defines the global Herald; its source map is beside it.
+const SDKPath = "/sdk/herald.min.js"
+
+// sdkFile is one file of the SDK bundle with its validator, so browsers
+// that revalidate (no-cache) download it again only after an upgrade.
+type sdkFile struct {
+	body        []byte
+	etag        string
+	contentType string
+}
+
+func loadSDK() map[string]sdkFile {
+	files := map[string]sdkFile{}
+	for path, name := range map[string]string{SDKPath: "dist/herald.min.js", SDKPath + ".map": "dist/herald.min.js.map"} {
+		b, err := js.Bundle.ReadFile(name)
+		if err != nil {
+			panic("web: embedded SDK bundle missing: " + err.Error())
+		}
+		sum := sha256.Sum256(b)
+		ct := "text/javascript; charset=utf-8"
+		if strings.HasSuffix(name, ".map") {
+			ct = "application/json"
+		}
+		files[path] = sdkFile{body: b, etag: `"` + hex.EncodeToString(sum[:12]) + `"`, contentType: ct}
+	}
+	return files
+}
+
+// Handler serves the demo pages at "/", their assets beside them, and the
+// SDK bundle at SDKPath. Paths that name no embedded file are answered 404;
+// methods other than GET and HEAD 405.
 func Handler() http.Handler {
 	root, err := fs.Sub(static, "static")
 	if err != nil {
 		panic("web: embedded static directory missing: " + err.Error())
 	}
 	files := http.FileServerFS(root)
+	sdk := loadSDK()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -37,6 +76,15 @@ func Handler() http.Handler {
 		// Embedded files carry no modification time, so make browsers
 		// revalidate rather than keep a page from an older binary.
 		h.Set("Cache-Control", "no-cache")
+		if f, ok := sdk[r.URL.Path]; ok {
+			// Pages of other origins may load the bundle with
+			// crossorigin and subresource integrity.
+			h.Set("Access-Control-Allow-Origin", "*")
+			h.Set("Content-Type", f.contentType)
+			h.Set("ETag", f.etag)
+			http.ServeContent(w, r, r.URL.Path, time.Time{}, bytes.NewReader(f.body))
+			return
+		}
 		files.ServeHTTP(w, r)
 	})
 }

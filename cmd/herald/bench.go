@@ -117,6 +117,7 @@ func scenarioIntro(scenario string) string {
 func benchFlags(fs *pflag.FlagSet, scenario string) *bench.Config {
 	cfg := &bench.Config{}
 	fs.StringVar(&cfg.Server, "server", "http://127.0.0.1:8000", "server base URL, a loopback address (env HERALD_SERVER)")
+	fs.StringSliceVar(&cfg.SubscribeServers, "subscribe-servers", nil, "base URLs of the cluster nodes the subscribers spread over, one worker process per node at least (default: --server)")
 	fs.StringVar(&cfg.Transport, "transport", bench.TransportWebSocket, "subscriber transport: websocket, sse or longpoll")
 	switch scenario {
 	case bench.ScenarioFanout, bench.ScenarioSpread:

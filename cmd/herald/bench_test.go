@@ -41,7 +41,7 @@ func TestBenchUsage(t *testing.T) {
 func TestBenchWorkerProcesses(t *testing.T) {
 	bin := testkit.BuildHerald(t)
 	config := filepath.Join(t.TempDir(), "herald.yaml")
-	err := os.WriteFile(config, []byte("namespaces:\n  - name: bench\n    history_size: 1000\n    history_ttl: 1h\n    subscribe: anyone\n"), 0o600)
+	err := os.WriteFile(config, []byte("allow_anonymous: true\nnamespaces:\n  - name: bench\n    history_size: 1000\n    history_ttl: 1h\n    subscribe: anyone\n"), 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,7 @@ func commands() []command {
 		{"serve", "run the server", serve},
 		{"pub", "publish to a channel through the server API", pub},
 		{"sub", "subscribe and print publications as JSON lines", sub},
+		{"token", "mint a connection or subscription JWT for development", token},
 		{"genconfig", "print a commented default configuration file", genconfig},
 		{"bench", "load-test a server: idle, fanout, spread, churn", benchCmd},
 	}

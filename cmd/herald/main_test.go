@@ -10,7 +10,6 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -50,7 +49,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"serve", "--help"}, exitOK, "HERALD_API_KEY"},
 		{[]string{"serve", "--bogus"}, exitUsage, "unknown flag: --bogus"},
 		{[]string{"serve", "stray"}, exitUsage, `unexpected argument "stray"`},
-		{[]string{"serve", "--engine", "redis"}, exitUsage, "engine:"},
+		{[]string{"serve", "--engine", "cassandra"}, exitUsage, "engine:"},
+		{[]string{"serve", "--engine", "redis"}, exitUsage, "redis_url:"},
 		{[]string{"serve", "--config", "/nonexistent/herald.yaml"}, exitUsage, "herald.yaml"},
 		{[]string{"genconfig", "--help"}, exitOK, "--format"},
 		{[]string{"genconfig", "--format", "ini"}, exitUsage, `unknown format "ini"`},
@@ -93,24 +93,6 @@ func TestGenconfigRoundTrip(t *testing.T) {
 	}
 }
 
-// lockedBuffer is an io.Writer safe to read while the server logs to it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 var listeningAddr = regexp.MustCompile(`msg="herald listening" addr=(\S+)`)
 
 func get(t *testing.T, client *http.Client, url string) int {
@@ -127,7 +109,7 @@ func get(t *testing.T, client *http.Client, url string) int {
 func TestServe(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stderr lockedBuffer
+	var stderr testkit.LockedBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--dev", "--engine", "memory", "--addr", "127.0.0.1:0", "--log-level", "debug"}, io.Discard, &stderr)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -36,9 +37,20 @@ for several, one "<epoch>-<offset>" per channel, the channels in sorted
 order, joined by "." (the position strings of docs/protocol.md, as SSE ids
 and poll positions write them). The exit notice prints exactly that.
 
+--token TOKEN authenticates with a connection token (a JWT; 'herald
+token' mints one for development); without the flag the environment
+variable HERALD_TOKEN is used, and without either the client connects
+anonymously, which only servers allowing anonymous clients accept. Prefer
+the variable: other users can see flags in the process list. The token is
+not refreshed: when it expires the server ends the connection, and the
+command exits with status 3. Over WebSocket, publications of the channels
+the token's "channels" claim names, which the server subscribes by itself,
+are printed too (the exit notice's position does not cover them).
+
 Examples:
 
   herald sub chat:lobby
+  HERALD_TOKEN=$(herald token --user alice) herald sub chat:lobby
   herald sub --transport sse chat:lobby news
   herald sub --count 1 orders:42 | jq .data
   herald sub --since Ka9x2-17 chat:lobby
@@ -47,8 +59,9 @@ Join and leave events are not printed. Polling transports need history in
 the channels' namespaces.
 
 Exit status: 0 interrupted, or --count reached; 1 the server ended the
-connection for good, or failed; 2 usage error; 3 unauthorized, or a
-subscription was refused for lack of permission.
+connection for good, or failed; 2 usage error; 3 unauthorized (no token,
+a bad one, or one that expired), or a subscription was refused for lack
+of permission.
 `
 
 // sub prints the publications of channels as JSON lines.
@@ -58,6 +71,7 @@ func sub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	transport := fs.String("transport", "websocket", "websocket, sse, longpoll or shortpoll")
 	since := fs.String("since", "", "resume from this position (see above) instead of from now")
 	count := fs.Int("count", 0, "exit 0 after printing this many publications (0: run until interrupted)")
+	token := fs.String("token", "", "connection token, a JWT (env HERALD_TOKEN)")
 	channels, code, done := parseArgs(fs, subIntro, args, stdout, stderr, 1, -1)
 	if done {
 		return code
@@ -87,16 +101,25 @@ func sub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usage("--count must not be negative")
 	}
 
+	if !fs.Changed("token") {
+		*token = os.Getenv("HERALD_TOKEN")
+	}
+
 	s := &subscriber{out: out, errOut: errOut, count: *count, finished: make(chan int, 1)}
 	base := serverURL(fs, *srv)
 	c, err := client.New(client.Config{
 		URL:            base,
 		Transport:      tr,
 		Name:           "herald sub",
+		Token:          *token,
 		OnConnected:    s.connected,
 		OnConnecting:   s.connecting,
 		OnDisconnected: s.disconnected,
 		OnError:        func(e client.ErrorEvent) { fmt.Fprintf(errOut, "herald sub: %v\n", e.Err) },
+
+		OnServerSubscribed:   s.subscribed,
+		OnServerPublication:  s.publication,
+		OnServerUnsubscribed: s.unsubscribed,
 	})
 	if err != nil {
 		return usage("%v", err)
@@ -174,11 +197,10 @@ func (s *subscriber) failed(ctx context.Context, err error) int {
 
 func exitCodeOf(err error) int {
 	var e *client.Error
-	var de *client.DisconnectError
 	switch {
 	case errors.As(err, &e) && denied(e.Code):
 		return exitDenied
-	case errors.As(err, &de) && (de.Code == 4501 || de.Code == 4505):
+	case errors.Is(err, client.ErrUnauthorized), errors.Is(err, client.ErrTokenExpired):
 		return exitDenied
 	}
 	return exitError

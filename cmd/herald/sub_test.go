@@ -6,11 +6,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/heraldrt/herald/internal/auth"
+	"github.com/heraldrt/herald/internal/node"
+	"github.com/heraldrt/herald/internal/server"
+	"github.com/heraldrt/herald/internal/server/servertest"
 	"github.com/heraldrt/herald/internal/testkit"
 )
 
@@ -36,7 +41,7 @@ func TestSubUsage(t *testing.T) {
 
 // runningSub is a herald sub running in this process.
 type runningSub struct {
-	stdout, stderr lockedBuffer
+	stdout, stderr testkit.LockedBuffer
 	done           chan int
 	cancel         context.CancelFunc
 }
@@ -173,6 +178,61 @@ func TestSubRefusedAndInterrupted(t *testing.T) {
 	s.cancel()
 	if code := s.exit(t); code != exitOK {
 		t.Fatalf("interrupted: exit %d:\n%s", code, s.stderr.String())
+	}
+}
+
+// --token, else HERALD_TOKEN, authenticates herald sub; the publications of
+// the token's server-side channels are printed too. Without a token, a
+// server that refuses anonymous clients makes it exit 3.
+func TestSubToken(t *testing.T) {
+	const secret = "herald-sub-test-secret-0123456789abcdef"
+	cfg := server.Defaults()
+	cfg.Addr, cfg.Engine, cfg.APIKey = "127.0.0.1:0", server.EngineMemory, "k"
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	cfg.Auth.HMACSecret = secret
+	ns := node.DevNamespace("auth")
+	ns.Subscribe = node.AccessAuthenticated
+	cfg.Namespaces = []node.NamespaceOptions{ns}
+	base := servertest.Start(t, cfg).URL
+	tok, err := auth.Mint(auth.MintOptions{Secret: []byte(secret), UserID: "alice", TTL: time.Hour, Channels: []string{"auth:srv"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(channel, data string) {
+		t.Helper()
+		if code, _, errOut := runCmd(t, "pub", "--server", base, "--api-key", "k", channel, data); code != exitOK {
+			t.Fatalf("pub: %d %s", code, errOut)
+		}
+	}
+
+	t.Setenv("HERALD_TOKEN", "")
+	s := startSub(t, "--server", base, "auth:x")
+	if code := s.exit(t); code != exitDenied || !strings.Contains(s.stderr.String(), "unauthorized") {
+		t.Fatalf("without a token: exit %d:\n%s", code, s.stderr.String())
+	}
+
+	s = startSub(t, "--server", base, "--token", tok, "--count", "2", "auth:x")
+	s.waitStderr(t, "subscribed to auth:x")
+	s.waitStderr(t, "subscribed to auth:srv")
+	publish("auth:x", "1")
+	publish("auth:srv", "2")
+	if code := s.exit(t); code != exitOK {
+		t.Fatalf("--token: exit %d:\n%s", code, s.stderr.String())
+	}
+	got := map[string]string{}
+	for _, p := range parseLines(t, s.stdout.String()) {
+		got[p.Channel] = string(p.Data)
+	}
+	if got["auth:x"] != "1" || got["auth:srv"] != "2" {
+		t.Fatalf("printed %v", got)
+	}
+
+	t.Setenv("HERALD_TOKEN", tok)
+	s = startSub(t, "--server", base, "--count", "1", "auth:y")
+	s.waitStderr(t, "subscribed to auth:y")
+	publish("auth:y", "3")
+	if code := s.exit(t); code != exitOK || !strings.Contains(s.stdout.String(), `"channel":"auth:y"`) {
+		t.Fatalf("HERALD_TOKEN: exit %d:\n%s%s", code, s.stdout.String(), s.stderr.String())
 	}
 }
 

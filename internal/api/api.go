@@ -88,6 +88,9 @@ func New(cfg Config) *Handler {
 		"presence":       serve(h.maxBody, h.presence),
 		"presence_stats": serve(h.maxBody, h.presenceStats),
 		"batch":          serve(h.maxBody, h.batch),
+		"disconnect":     serve(h.maxBody, h.disconnect),
+		"connections":    serve(h.maxBody, h.connections),
+		"send_user":      serve(h.maxBody, h.sendUser),
 	}
 	return h
 }

@@ -28,6 +28,7 @@ const testKey = "s3cret-key"
 func newNode(t *testing.T, cfg node.Config) *node.Node {
 	t.Helper()
 	cfg.Engine = memory.New(memory.Config{})
+	cfg.AllowAnonymous = true
 	n, err := node.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -317,7 +318,7 @@ func subscribe(t *testing.T, n *node.Node, channels ...string) *node.Session {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Finish)
-	if err := s.SubscribeStream(context.Background(), protocol.CanonicalChannels(channels), nil); err != nil {
+	if err := s.SubscribeStream(context.Background(), protocol.CanonicalChannels(channels), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -343,7 +344,7 @@ func TestChannelsInfoPresence(t *testing.T) {
 
 	var info InfoResult
 	wantOK(t, post(t, srv.URL+"/api/info", testKey, ``), &info)
-	if len(info.Nodes) != 1 || info.Nodes[0].ID != n.ID() || info.Nodes[0].NumClients != 2 || info.Nodes[0].NumChannels != 3 {
+	if info.Node != n.ID() || len(info.Nodes) != 1 || info.Nodes[0].ID != n.ID() || info.Nodes[0].NumClients != 2 || info.Nodes[0].NumChannels != 3 {
 		t.Errorf("info %+v", info)
 	}
 

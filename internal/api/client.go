@@ -37,23 +37,42 @@ func NewClientHandler(cfg ClientConfig) *ClientHandler {
 	if h.maxBody <= 0 {
 		h.maxBody = DefaultMaxBodyBytes
 	}
-	// Credentials come from the request once client authentication exists;
-	// until then every HTTP client is anonymous, so only what a namespace
-	// opens to "anyone" is allowed.
-	anonymous := node.Credentials{}
+	// Each request brings its own credentials: the server authenticated its
+	// token before routing it here.
 	h.routes = map[string]http.HandlerFunc{
 		"/publish": serve(h.maxBody, func(ctx context.Context, req *protocol.PublishRequest) (any, error) {
-			return h.node.ClientPublish(ctx, anonymous, nil, *req)
+			cred, err := h.node.RequestCredentials(ctx)
+			if err != nil {
+				return nil, err
+			}
+			// An HTTP client has no client id; a user, if any, is who published.
+			var info *protocol.ClientInfo
+			if cred.UserID != "" {
+				info = &protocol.ClientInfo{User: cred.UserID, Info: cred.Info}
+			}
+			return h.node.ClientPublish(ctx, cred, info, *req)
 		}),
 		"/history": serve(h.maxBody, func(ctx context.Context, req *protocol.HistoryRequest) (any, error) {
-			return h.node.ClientHistory(ctx, anonymous, *req)
+			cred, err := h.node.RequestCredentials(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return h.node.ClientHistory(ctx, cred, *req)
 		}),
 		"/presence": serve(h.maxBody, func(ctx context.Context, req *protocol.PresenceRequest) (any, error) {
-			clients, err := h.node.ClientPresence(ctx, anonymous, req.Channel)
+			cred, err := h.node.RequestCredentials(ctx)
+			if err != nil {
+				return nil, err
+			}
+			clients, err := h.node.ClientPresence(ctx, cred, req.Channel)
 			return protocol.PresenceResult{Clients: clients}, err
 		}),
 		"/presence_stats": serve(h.maxBody, func(ctx context.Context, req *protocol.PresenceRequest) (any, error) {
-			return h.node.ClientPresenceStats(ctx, anonymous, req.Channel)
+			cred, err := h.node.RequestCredentials(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return h.node.ClientPresenceStats(ctx, cred, req.Channel)
 		}),
 	}
 	return h

@@ -134,14 +134,16 @@ func (h *Handler) channels(_ context.Context, req *ChannelsRequest) (any, error)
 // rejected like everywhere else.
 type InfoRequest struct{}
 
-// InfoResult describes every node answering for this server. One node
-// answers until multi-node engines land.
+// InfoResult describes every live node of the cluster, as known from their
+// heartbeats on the engine's control bus.
 type InfoResult struct {
+	// Node is the id of the node that answered.
+	Node  string      `json:"node"`
 	Nodes []node.Info `json:"nodes"`
 }
 
 func (h *Handler) info(context.Context, *InfoRequest) (any, error) {
-	return InfoResult{Nodes: []node.Info{h.node.Info()}}, nil
+	return InfoResult{Node: h.node.ID(), Nodes: h.node.Nodes()}, nil
 }
 
 // presence: protocol.PresenceRequest → protocol.PresenceResult.

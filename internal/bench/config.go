@@ -46,6 +46,11 @@ type Config struct {
 	// Server is the base URL of the server; it must be a loopback address.
 	// Default http://127.0.0.1:8000.
 	Server string
+	// SubscribeServers, when set, are the base URLs (loopback) of the nodes
+	// the subscribers connect to, worker process i to node i mod len: a
+	// cluster run, with the publisher on Server. Procs is raised to at
+	// least one per node.
+	SubscribeServers []string
 	// APIKey authorizes publishing through the server API.
 	APIKey string
 	// Transport is websocket (default), sse or longpoll.
@@ -117,6 +122,11 @@ func (c *Config) setDefaults(scenario string) error {
 	if _, err := serverAddr(c.Server); err != nil {
 		return err
 	}
+	for _, s := range c.SubscribeServers {
+		if _, err := serverAddr(s); err != nil {
+			return err
+		}
+	}
 	if c.Transport == "" {
 		c.Transport = TransportWebSocket
 	}
@@ -165,7 +175,7 @@ func (c *Config) setDefaults(scenario string) error {
 	if c.Procs <= 0 {
 		c.Procs = (c.Connections + DefaultPerProcess - 1) / DefaultPerProcess
 	}
-	c.Procs = min(c.Procs, c.Connections, 64)
+	c.Procs = min(max(c.Procs, len(c.SubscribeServers)), c.Connections, 64)
 	if c.Sources <= 0 {
 		c.Sources = (c.Connections + perSource - 1) / perSource
 	}

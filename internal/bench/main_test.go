@@ -31,6 +31,8 @@ func startServer(t *testing.T) string {
 	cfg.Addr = "127.0.0.1:0"
 	cfg.Engine = "memory"
 	cfg.Dev = true
+	// The generator opens many connections from one address at once.
+	cfg.ConnectionRate = 0
 	cfg.APIKey = testAPIKey
 	cfg.LogLevel = "error"
 	cfg.Namespaces = []node.NamespaceOptions{{

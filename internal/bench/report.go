@@ -13,19 +13,22 @@ import (
 // `herald bench` prints. Latencies are in milliseconds, memory in KiB.
 // Fields that do not apply to a scenario are zero.
 type Result struct {
-	Scenario    string  `json:"scenario"`
-	Transport   string  `json:"transport"`
-	Server      string  `json:"server"`
-	Connections int     `json:"connections"` // requested subscriber connections
-	Channels    int     `json:"channels"`
-	Procs       int     `json:"procs"`   // processes holding the connections
-	Sources     int     `json:"sources"` // loopback source addresses
-	Rate        float64 `json:"rate"`    // requested publications per second
-	ChurnRate   float64 `json:"churn_rate"`
-	DurationS   float64 `json:"duration_s"`
-	WarmupS     float64 `json:"warmup_s"`
-	PayloadSize int     `json:"payload_size"`
-	Batch       bool    `json:"batch"` // /api/batch carried the publisher's backlog
+	Scenario  string `json:"scenario"`
+	Transport string `json:"transport"`
+	Server    string `json:"server"`
+	// SubscribeServers are the nodes the subscribers spread over, in a
+	// cluster run.
+	SubscribeServers []string `json:"subscribe_servers,omitempty"`
+	Connections      int      `json:"connections"` // requested subscriber connections
+	Channels         int      `json:"channels"`
+	Procs            int      `json:"procs"`   // processes holding the connections
+	Sources          int      `json:"sources"` // loopback source addresses
+	Rate             float64  `json:"rate"`    // requested publications per second
+	ChurnRate        float64  `json:"churn_rate"`
+	DurationS        float64  `json:"duration_s"`
+	WarmupS          float64  `json:"warmup_s"`
+	PayloadSize      int      `json:"payload_size"`
+	Batch            bool     `json:"batch"` // /api/batch carried the publisher's backlog
 
 	Connected        int64       `json:"connected"` // subscriptions confirmed in the connect phase
 	ConnectFailures  int64       `json:"connect_failures"`
@@ -65,18 +68,19 @@ type Result struct {
 
 func newResult(scenario string, cfg *Config) *Result {
 	return &Result{
-		Scenario:    scenario,
-		Transport:   cfg.Transport,
-		Server:      cfg.Server,
-		Connections: cfg.Connections,
-		Channels:    cfg.Channels,
-		Procs:       cfg.Procs,
-		Sources:     cfg.Sources,
-		Rate:        cfg.Rate,
-		ChurnRate:   cfg.ChurnRate,
-		DurationS:   cfg.Duration.Seconds(),
-		WarmupS:     cfg.Warmup.Seconds(),
-		PayloadSize: cfg.PayloadSize,
+		Scenario:         scenario,
+		Transport:        cfg.Transport,
+		Server:           cfg.Server,
+		SubscribeServers: cfg.SubscribeServers,
+		Connections:      cfg.Connections,
+		Channels:         cfg.Channels,
+		Procs:            cfg.Procs,
+		Sources:          cfg.Sources,
+		Rate:             cfg.Rate,
+		ChurnRate:        cfg.ChurnRate,
+		DurationS:        cfg.Duration.Seconds(),
+		WarmupS:          cfg.Warmup.Seconds(),
+		PayloadSize:      cfg.PayloadSize,
 	}
 }
 
@@ -147,6 +151,9 @@ func (r *Result) WriteTable(w io.Writer) error {
 		return fmt.Sprintf("p50 %s  p90 %s  p99 %s  p99.9 %s  max %s", fmtMS(p.P50), fmtMS(p.P90), fmtMS(p.P99), fmtMS(p.P999), fmtMS(p.Max))
 	}
 	row("scenario", "%s over %s, %s", r.Scenario, r.Transport, r.Server)
+	if len(r.SubscribeServers) > 0 {
+		row("subscribers on", "%s", strings.Join(r.SubscribeServers, ", "))
+	}
 	row("connections", "%d on %d channel(s), %d process(es), %d source address(es)", r.Connections, r.Channels, r.Procs, r.Sources)
 	row("connected", "%d (%d failed) in %.2fs: %.0f/s", r.Connected, r.ConnectFailures, r.ConnectSeconds, r.ConnectRate)
 	row("connect latency", "%s", pct(r.ConnectLatencyMS))

@@ -109,8 +109,12 @@ func splitSpecs(cfg *Config) []FleetSpec {
 		if i < cfg.Connections%cfg.Procs {
 			n++
 		}
+		server := cfg.Server
+		if len(cfg.SubscribeServers) > 0 {
+			server = cfg.SubscribeServers[i%len(cfg.SubscribeServers)]
+		}
 		spec := FleetSpec{
-			Server:             cfg.Server,
+			Server:             server,
 			Transport:          cfg.Transport,
 			Prefix:             cfg.Prefix,
 			Channels:           cfg.Channels,

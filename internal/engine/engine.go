@@ -1,7 +1,7 @@
 // Package engine declares what Herald's core needs from a storage and
 // messaging backend: publishing with history and offsets, node-level
 // subscriptions, history reads, presence and a control bus between nodes.
-// Implementations live in subpackages (memory, durable; redis and nats later)
+// Implementations live in subpackages (memory, durable, redis, nats)
 // and all pass the enginetest conformance suite.
 package engine
 
@@ -32,6 +32,16 @@ type Handler interface {
 	HandleLeave(channel string, info protocol.ClientInfo)
 	// HandleControl delivers a control-bus message sent to this node or to all.
 	HandleControl(data []byte)
+}
+
+// ResyncHandler is implemented by handlers that can repair a channel's
+// stream after deliveries may have been lost, for example while an engine's
+// connection to its broker was down. An engine whose handler implements it
+// calls HandleResync for each subscribed channel once that channel's
+// subscription is restored, so a node notices a gap even on a channel that
+// publishes nothing more. It must not block, like every Handler call.
+type ResyncHandler interface {
+	HandleResync(channel string)
 }
 
 // PublishOptions shape one publication.

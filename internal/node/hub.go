@@ -3,8 +3,11 @@ package node
 import (
 	"context"
 	"hash/maphash"
+	"log/slog"
 	"sync"
+	"time"
 
+	"github.com/heraldrt/herald/internal/engine"
 	"github.com/heraldrt/herald/internal/protocol"
 )
 
@@ -16,6 +19,9 @@ type subscriber interface {
 	deliverPublication(pub *protocol.Publication, epoch string, frame []byte)
 	// deliverFrame gets any other push (join, leave) for the channel.
 	deliverFrame(push string, frame []byte)
+	// checkPosition gets the channel's current position after the engine
+	// may have lost deliveries; a subscriber behind it missed something.
+	checkPosition(top protocol.StreamPosition)
 }
 
 const hubShards = 64
@@ -32,12 +38,15 @@ type hub struct {
 	shards   [hubShards]hubShard
 	subLocks [hubShards]sync.Mutex
 	engine   channelSubscriber
+	log      *slog.Logger
+	resyncs  resyncQueue
 }
 
 // channelSubscriber is the part of the engine the hub drives.
 type channelSubscriber interface {
 	Subscribe(ctx context.Context, channel string) error
 	Unsubscribe(ctx context.Context, channel string) error
+	History(ctx context.Context, channel string, q engine.HistoryQuery) (engine.HistoryResult, error)
 }
 
 type hubShard struct {
@@ -52,8 +61,8 @@ type channelSubscribers struct {
 	index map[subscriber]int
 }
 
-func newHub(e channelSubscriber) *hub {
-	h := &hub{seed: maphash.MakeSeed(), engine: e}
+func newHub(e channelSubscriber, log *slog.Logger) *hub {
+	h := &hub{seed: maphash.MakeSeed(), engine: e, log: log}
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channelSubscribers)
 	}
@@ -185,4 +194,78 @@ func (h *hub) numChannels() int {
 	n := 0
 	h.channelCounts(func(string, int) { n++ })
 	return n
+}
+
+// resyncTimeout bounds the position read of one resync; resyncWorkers
+// bounds the reads in flight after a broker outage, which names every
+// subscribed channel at once.
+const (
+	resyncTimeout = 10 * time.Second
+	resyncWorkers = 4
+)
+
+// resyncQueue holds the channels waiting for a resync, each once, and
+// counts the workers draining it.
+type resyncQueue struct {
+	mu      sync.Mutex
+	pending map[string]struct{}
+	workers int
+}
+
+// resync checks the channel's subscribers against its current position once
+// the engine has restored a subscription that may have lost deliveries. The
+// position read is I/O, so it runs off the delivery path on at most
+// resyncWorkers goroutines, which exit once nothing is pending.
+func (h *hub) resync(channel string) {
+	q := &h.resyncs
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.pending == nil {
+		q.pending = make(map[string]struct{})
+	}
+	q.pending[channel] = struct{}{}
+	if q.workers < resyncWorkers {
+		q.workers++
+		go h.resyncWorker()
+	}
+}
+
+func (h *hub) resyncWorker() {
+	q := &h.resyncs
+	for {
+		q.mu.Lock()
+		channel, ok := "", false
+		for channel = range q.pending {
+			ok = true
+			break
+		}
+		if !ok {
+			q.workers--
+			q.mu.Unlock()
+			return
+		}
+		delete(q.pending, channel)
+		q.mu.Unlock()
+		h.checkChannel(channel)
+	}
+}
+
+// checkChannel reads the channel's position and hands it to every local
+// subscriber.
+func (h *hub) checkChannel(channel string) {
+	ctx, cancel := context.WithTimeout(context.Background(), resyncTimeout)
+	defer cancel()
+	res, err := h.engine.History(ctx, channel, engine.HistoryQuery{})
+	if err != nil {
+		h.log.Warn("resync: position read failed", "channel", channel, "err", err)
+		return
+	}
+	sh := &h.shards[h.shardIndex(channel)]
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if cs := sh.channels[channel]; cs != nil {
+		for _, s := range cs.list {
+			s.checkPosition(res.Position)
+		}
+	}
 }

@@ -57,6 +57,14 @@ type NamespaceOptions struct {
 	Publish        Access `koanf:"publish" json:"publish"`
 	HistoryAccess  Access `koanf:"history" json:"history"`
 	PresenceAccess Access `koanf:"presence_access" json:"presence_access"`
+	// Private namespaces need a subscription token (a JWT naming the user
+	// and the channel) to subscribe, and an active subscription to publish
+	// or read history and presence.
+	Private bool `koanf:"private" json:"private"`
+	// UserLimited makes every channel of the namespace a list of the users
+	// who may subscribe to it: "dm:alice,bob". Any channel whose name has a
+	// '#' is user-limited this way without this option: "notifications#alice".
+	UserLimited bool `koanf:"user_limited" json:"user_limited"`
 }
 
 // Validate checks the options for values that cannot work.

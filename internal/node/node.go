@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base32"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,10 +28,15 @@ type Config struct {
 	Namespaces []NamespaceOptions
 	// Dev opens namespaces that Namespaces does not list to anyone, with
 	// history and presence (see DevNamespace).
-	Dev     bool
-	Name    string
-	Version string
-	Logger  *slog.Logger
+	Dev bool
+	// Verifier checks connection and subscription tokens; nil refuses every
+	// token. AllowAnonymous lets clients without a token connect; what they
+	// may then do is up to each namespace's "anyone" rules.
+	Verifier       TokenVerifier
+	AllowAnonymous bool
+	Name           string
+	Version        string
+	Logger         *slog.Logger
 
 	// PingInterval is how often a bidirectional session is pinged (25s);
 	// PongTimeout how long its pong may take (10s). A dead connection is thus
@@ -62,6 +66,29 @@ type Config struct {
 	MaxHistoryLimit int
 	// IdempotencyTTL is how long an idempotency key is remembered (5m).
 	IdempotencyTTL time.Duration
+	// MaxConnectionsPerUser bounds one authenticated user's sessions on this
+	// node; zero means no limit. Anonymous clients are bounded per address
+	// by the server instead.
+	MaxConnectionsPerUser int
+	// CommandRate and CommandBurst bound the commands a bidirectional
+	// session may send: a token bucket refilled at CommandRate per second
+	// holding CommandBurst (100 and 200). Commands beyond it are answered
+	// ErrTooManyRequests; a session that goes on sending regardless is
+	// closed with DisconnectTooManyRequests.
+	CommandRate  float64
+	CommandBurst int
+	// RefreshBefore is how long before its token expires a session is asked
+	// for a fresh one (30s, or half the token's remaining life if shorter).
+	RefreshBefore time.Duration
+	// NodeHeartbeat is how often the node announces itself to its peers
+	// over the engine's control bus (2s); a peer silent for three heartbeats
+	// is considered gone.
+	NodeHeartbeat time.Duration
+	// PersonalNamespace, when set, subscribes every authenticated
+	// connection to its user's personal channel "<namespace>:#<user>"
+	// server-side, so SendToUser reaches the user on whichever nodes and
+	// connections they hold. The namespace must be configured.
+	PersonalNamespace string
 }
 
 func (c *Config) setDefaults() {
@@ -84,18 +111,18 @@ func (c *Config) setDefaults() {
 	defInt(&c.MaxPublicationSize, 64<<10)
 	defInt(&c.MaxRecoveredPublications, 10000)
 	defInt(&c.MaxHistoryLimit, 1000)
+	defInt(&c.CommandBurst, 200)
+	def(&c.RefreshBefore, 30*time.Second)
+	def(&c.NodeHeartbeat, 2*time.Second)
+	if c.CommandRate <= 0 {
+		c.CommandRate = 100
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Version == "" {
 		c.Version = "dev"
 	}
-}
-
-// Credentials identify who a client is. An empty UserID is anonymous.
-type Credentials struct {
-	UserID string
-	Info   json.RawMessage
 }
 
 // Node is one Herald server's core. Create it with New, call Start, and stop
@@ -115,6 +142,7 @@ type Node struct {
 	done     chan struct{}
 	doneOnce sync.Once
 	polls    pollRegistry
+	cluster  cluster
 }
 
 // New validates cfg and returns a node that is not yet receiving from its engine.
@@ -134,19 +162,31 @@ func New(cfg Config) (*Node, error) {
 		cfg:       cfg,
 		engine:    cfg.Engine,
 		ns:        ns,
-		hub:       newHub(cfg.Engine),
+		hub:       newHub(cfg.Engine, cfg.Logger),
 		id:        newID(),
 		log:       cfg.Logger,
 		startedAt: time.Now(),
 		sessions:  sessionRegistry{byID: make(map[string]*Session), users: make(map[string]int)},
 		done:      make(chan struct{}),
 	}
+	n.cluster.init()
+	if p := cfg.PersonalNamespace; p != "" {
+		if _, err := n.ns.resolve(p + ":#user"); err != nil {
+			return nil, fmt.Errorf("node: personal namespace %q is not configured", p)
+		}
+	}
 	return n, nil
 }
 
-// Start makes the engine deliver to this node.
+// Start makes the engine deliver to this node and starts announcing it to
+// its peers.
 func (n *Node) Start(ctx context.Context) error {
-	return n.engine.Start(ctx, n.id, engineHandler{n})
+	if err := n.engine.Start(ctx, n.id, engineHandler{n}); err != nil {
+		return err
+	}
+	n.cluster.wg.Add(1)
+	go n.heartbeatLoop()
+	return nil
 }
 
 // ID is the node's unique id in the cluster.
@@ -166,6 +206,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		s.Close(protocol.DisconnectShutdown)
 	}
 	waitErr := n.sessions.waitEmpty(ctx)
+	n.cluster.stop()
 	closeCtx := ctx
 	if waitErr != nil {
 		var cancel context.CancelFunc
@@ -200,11 +241,9 @@ func (h engineHandler) presenceEvent(channel, push string, info protocol.ClientI
 	}
 }
 
-// HandleControl receives control-bus messages. One node has no peers to
-// coordinate with yet, so the only thing to do with a message is log it.
-func (h engineHandler) HandleControl(data []byte) {
-	h.n.log.Debug("control message ignored", "bytes", len(data))
-}
+func (h engineHandler) HandleControl(data []byte) { h.n.handleControl(data) }
+
+func (h engineHandler) HandleResync(channel string) { h.n.hub.resync(channel) }
 
 // publishOptions turns a namespace's options into engine options.
 func (n *Node) publishOptions(ns NamespaceOptions, ephemeral bool, key string, info *protocol.ClientInfo, tags map[string]string) engine.PublishOptions {
@@ -233,12 +272,16 @@ func (n *Node) Publish(ctx context.Context, req protocol.PublishRequest) (protoc
 // ClientPublish publishes on behalf of a client, checking the namespace's
 // publish permission. info identifies the client in the publication.
 func (n *Node) ClientPublish(ctx context.Context, cred Credentials, info *protocol.ClientInfo, req protocol.PublishRequest) (protocol.PublishResult, error) {
+	return n.clientPublish(ctx, cred, info, req, authorization{})
+}
+
+func (n *Node) clientPublish(ctx context.Context, cred Credentials, info *protocol.ClientInfo, req protocol.PublishRequest, az authorization) (protocol.PublishResult, error) {
 	ns, err := n.ns.resolve(req.Channel)
 	if err != nil {
 		return protocol.PublishResult{}, err
 	}
-	if !ns.Publish.Allows(cred) {
-		return protocol.PublishResult{}, protocol.ErrPermissionDenied.With("publish to %q", req.Channel)
+	if err := n.authorize(cred, ns, req.Channel, actPublish, az); err != nil {
+		return protocol.PublishResult{}, err
 	}
 	return n.publish(ctx, ns, req, info)
 }
@@ -299,12 +342,16 @@ func (n *Node) History(ctx context.Context, req protocol.HistoryRequest) (protoc
 
 // ClientHistory reads history on behalf of a client, checking permissions.
 func (n *Node) ClientHistory(ctx context.Context, cred Credentials, req protocol.HistoryRequest) (protocol.HistoryResult, error) {
+	return n.clientHistory(ctx, cred, req, authorization{})
+}
+
+func (n *Node) clientHistory(ctx context.Context, cred Credentials, req protocol.HistoryRequest, az authorization) (protocol.HistoryResult, error) {
 	ns, err := n.ns.resolve(req.Channel)
 	if err != nil {
 		return protocol.HistoryResult{}, err
 	}
-	if !ns.HistoryAccess.Allows(cred) {
-		return protocol.HistoryResult{}, protocol.ErrPermissionDenied.With("history of %q", req.Channel)
+	if err := n.authorize(cred, ns, req.Channel, actHistory, az); err != nil {
+		return protocol.HistoryResult{}, err
 	}
 	return n.history(ctx, ns, req)
 }
@@ -319,8 +366,11 @@ func (n *Node) history(ctx context.Context, ns NamespaceOptions, req protocol.Hi
 	if req.Since != nil && !protocol.ValidEpoch(req.Since.Epoch) {
 		return protocol.HistoryResult{}, protocol.ErrInvalidPosition.With("bad epoch")
 	}
+	if req.Limit > n.cfg.MaxHistoryLimit {
+		return protocol.HistoryResult{}, protocol.ErrLimitExceeded.With("limit %d exceeds the maximum of %d publications per request", req.Limit, n.cfg.MaxHistoryLimit)
+	}
 	limit := req.Limit
-	if limit == 0 || limit > n.cfg.MaxHistoryLimit {
+	if limit == 0 {
 		limit = n.cfg.MaxHistoryLimit
 	}
 	res, err := n.engine.History(ctx, req.Channel, engine.HistoryQuery{Since: req.Since, Limit: limit, Reverse: req.Reverse})
@@ -377,21 +427,22 @@ func (n *Node) PresenceStats(ctx context.Context, channel string) (engine.Presen
 }
 
 // mayReadPresence checks the namespace's presence permission for a client.
-func (n *Node) mayReadPresence(cred Credentials, channel string) error {
+func (n *Node) mayReadPresence(cred Credentials, channel string, az authorization) error {
 	ns, err := n.ns.resolve(channel)
 	if err != nil {
 		return err
 	}
-	if !ns.PresenceAccess.Allows(cred) {
-		return protocol.ErrPermissionDenied.With("presence of %q", channel)
-	}
-	return nil
+	return n.authorize(cred, ns, channel, actPresence, az)
 }
 
 // ClientPresence lists a channel's clients on behalf of a client, checking
 // the namespace's presence permission.
 func (n *Node) ClientPresence(ctx context.Context, cred Credentials, channel string) (map[string]protocol.ClientInfo, error) {
-	if err := n.mayReadPresence(cred, channel); err != nil {
+	return n.clientPresence(ctx, cred, channel, authorization{})
+}
+
+func (n *Node) clientPresence(ctx context.Context, cred Credentials, channel string, az authorization) (map[string]protocol.ClientInfo, error) {
+	if err := n.mayReadPresence(cred, channel, az); err != nil {
 		return nil, err
 	}
 	return n.Presence(ctx, channel)
@@ -400,7 +451,11 @@ func (n *Node) ClientPresence(ctx context.Context, cred Credentials, channel str
 // ClientPresenceStats counts a channel's clients and users on behalf of a
 // client, checking the namespace's presence permission.
 func (n *Node) ClientPresenceStats(ctx context.Context, cred Credentials, channel string) (protocol.PresenceStatsResult, error) {
-	if err := n.mayReadPresence(cred, channel); err != nil {
+	return n.clientPresenceStats(ctx, cred, channel, authorization{})
+}
+
+func (n *Node) clientPresenceStats(ctx context.Context, cred Credentials, channel string, az authorization) (protocol.PresenceStatsResult, error) {
+	if err := n.mayReadPresence(cred, channel, az); err != nil {
 		return protocol.PresenceStatsResult{}, err
 	}
 	st, err := n.PresenceStats(ctx, channel)
@@ -478,8 +533,22 @@ type sessionRegistry struct {
 func (r *sessionRegistry) add(s *Session) {
 	r.mu.Lock()
 	r.byID[s.id] = s
-	r.users[s.cred.UserID]++
 	r.mu.Unlock()
+}
+
+// admit counts s as one of its user's sessions, refusing it when the user
+// already holds max (zero: no limit). Anonymous sessions are never refused.
+// Caller may hold s.mu: the registry never takes a session's lock.
+func (r *sessionRegistry) admit(s *Session, max int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	user := s.cred.UserID
+	if user != "" && max > 0 && r.users[user] >= max {
+		return protocol.ErrLimitExceeded.With("user already holds %d connections, the limit on this node", max)
+	}
+	r.users[user]++
+	s.admitted, s.admittedAs = true, user
+	return nil
 }
 
 func (r *sessionRegistry) remove(s *Session) {
@@ -489,8 +558,11 @@ func (r *sessionRegistry) remove(s *Session) {
 		return
 	}
 	delete(r.byID, s.id)
-	if r.users[s.cred.UserID]--; r.users[s.cred.UserID] == 0 {
-		delete(r.users, s.cred.UserID)
+	if s.admitted {
+		s.admitted = false
+		if r.users[s.admittedAs]--; r.users[s.admittedAs] == 0 {
+			delete(r.users, s.admittedAs)
+		}
 	}
 	if len(r.byID) == 0 && r.emptied != nil {
 		close(r.emptied)

@@ -18,12 +18,16 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// newTestNode starts a dev-mode node on a memory engine and shuts it down
-// when the test ends.
+// newTestNode starts a node on a memory engine, in dev mode unless cfg
+// lists namespaces and open to anonymous clients unless cfg checks tokens,
+// and shuts it down when the test ends.
 func newTestNode(t testing.TB, cfg Config) *Node {
 	t.Helper()
 	if cfg.Engine == nil {
 		cfg.Engine = memory.New(memory.Config{})
+	}
+	if cfg.Verifier == nil {
+		cfg.AllowAnonymous = true
 	}
 	if cfg.Namespaces == nil {
 		cfg.Dev = true
@@ -192,7 +196,7 @@ func TestSubscribeRecoveryRace(t *testing.T) {
 			start := hist.Offset - min(hist.Offset-first.Offset, uint64(i*7))
 			p := openSession(t, n, SessionOptions{})
 			req := protocol.SubscribeRequest{Channel: channel, Recover: true, Epoch: hist.Epoch, Offset: start}
-			if err := p.s.subscribe(context.Background(), 0, req); err != nil {
+			if err := p.s.subscribe(context.Background(), subscribeOrigin{}, req); err != nil {
 				t.Error(err)
 				return
 			}
@@ -241,7 +245,7 @@ func TestRecoveryOutcomes(t *testing.T) {
 		if since != nil {
 			req.Recover, req.Epoch, req.Offset = true, since.Epoch, since.Offset
 		}
-		if err := p.s.subscribe(context.Background(), 0, req); err != nil {
+		if err := p.s.subscribe(context.Background(), subscribeOrigin{}, req); err != nil {
 			t.Fatal(err)
 		}
 		testkit.WaitFor(t, 10*time.Second, "subscribed item", func() bool { return len(p.items()) > 0 })
@@ -287,11 +291,11 @@ func TestSlowConsumerIsDisconnectedOthersContinue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SubscribeStream(context.Background(), []string{"slow"}, nil); err != nil {
+	if err := s.SubscribeStream(context.Background(), []string{"slow"}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	healthy := openSession(t, n, SessionOptions{})
-	if err := healthy.s.SubscribeStream(context.Background(), []string{"slow"}, nil); err != nil {
+	if err := healthy.s.SubscribeStream(context.Background(), []string{"slow"}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	// Nobody drains stuck: its queue fills while healthy keeps up, in
@@ -364,11 +368,11 @@ func TestConnectTimeout(t *testing.T) {
 func TestPresenceAndJoinLeave(t *testing.T) {
 	n := newTestNode(t, Config{})
 	watcher := openSession(t, n, SessionOptions{})
-	if err := watcher.s.SubscribeStream(context.Background(), []string{"room:1"}, nil); err != nil {
+	if err := watcher.s.SubscribeStream(context.Background(), []string{"room:1"}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	other := openSession(t, n, SessionOptions{Credentials: Credentials{UserID: "bob"}})
-	if err := other.s.SubscribeStream(context.Background(), []string{"room:1"}, nil); err != nil {
+	if err := other.s.SubscribeStream(context.Background(), []string{"room:1"}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	p, err := n.Presence(context.Background(), "room:1")
@@ -417,11 +421,11 @@ func TestShutdownTellsSessionsToReconnect(t *testing.T) {
 func TestNamespacesAreClosedByDefault(t *testing.T) {
 	n := newTestNode(t, Config{Namespaces: []NamespaceOptions{{Name: "", HistorySize: 10, HistoryTTL: time.Minute}}})
 	p := openSession(t, n, SessionOptions{})
-	err := p.s.SubscribeStream(context.Background(), []string{"a"}, nil)
+	err := p.s.SubscribeStream(context.Background(), []string{"a"}, nil, nil)
 	if pe := protocol.AsError(err); pe.Code != protocol.ErrPermissionDenied.Code {
 		t.Fatalf("anonymous subscribe: %v", err)
 	}
-	err = p.s.SubscribeStream(context.Background(), []string{"other:a"}, nil)
+	err = p.s.SubscribeStream(context.Background(), []string{"other:a"}, nil, nil)
 	if pe := protocol.AsError(err); pe.Code != protocol.ErrUnknownChannel.Code {
 		t.Fatalf("unknown namespace: %v", err)
 	}
@@ -471,7 +475,7 @@ func BenchmarkHubFanout10k(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := s.SubscribeStream(context.Background(), []string{"fan"}, nil); err != nil {
+		if err := s.SubscribeStream(context.Background(), []string{"fan"}, nil, nil); err != nil {
 			b.Fatal(err)
 		}
 		sessions[i] = s
@@ -520,7 +524,7 @@ func TestResumeLargerThanQueueIsNotRecovered(t *testing.T) {
 		}
 	}
 	p := openSession(t, n, SessionOptions{})
-	if err := p.s.SubscribeStream(context.Background(), []string{"big"}, []protocol.StreamPosition{{Epoch: first.Epoch, Offset: first.Offset}}); err != nil {
+	if err := p.s.SubscribeStream(context.Background(), []string{"big"}, []protocol.StreamPosition{{Epoch: first.Epoch, Offset: first.Offset}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, 10*time.Second, "subscribed", func() bool { return len(p.items()) > 0 })
@@ -653,7 +657,7 @@ func TestFanoutAllocatesNothingPerSubscriber(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Finish()
-		if err := s.SubscribeStream(context.Background(), []string{"alloc"}, nil); err != nil {
+		if err := s.SubscribeStream(context.Background(), []string{"alloc"}, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		sessions[i] = s
@@ -706,11 +710,11 @@ func TestIdleSessionReleasesQueue(t *testing.T) {
 func TestInvalidClientInfoDropsOnlyItsPresenceEvents(t *testing.T) {
 	n := newTestNode(t, Config{})
 	watcher := openSession(t, n, SessionOptions{})
-	if err := watcher.s.SubscribeStream(context.Background(), []string{"room:bad"}, nil); err != nil {
+	if err := watcher.s.SubscribeStream(context.Background(), []string{"room:bad"}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	bad := openSession(t, n, SessionOptions{Credentials: Credentials{UserID: "u", Info: json.RawMessage(`{not json`)}})
-	if err := bad.s.SubscribeStream(context.Background(), []string{"room:bad"}, nil); err != nil {
+	if err := bad.s.SubscribeStream(context.Background(), []string{"room:bad"}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	publish(t, n, "room:bad", 1)

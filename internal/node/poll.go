@@ -16,6 +16,8 @@ type PollRequest struct {
 	Channels []string
 	Since    string
 	Timeout  time.Duration
+	// SubscriptionTokens grant channels in private namespaces.
+	SubscriptionTokens []string
 }
 
 // PollResult is one poll's answer. Next is the position to poll from next.
@@ -90,13 +92,21 @@ func (n *Node) StartPoll(ctx context.Context, cred Credentials, req PollRequest,
 	if req.Timeout < 0 || req.Timeout > MaxPollTimeout {
 		return nil, nil, protocol.ErrBadRequest.With("timeout must be between 0 and %v", MaxPollTimeout)
 	}
+	grants, err := n.VerifySubscriptionTokens(ctx, req.SubscriptionTokens, channels)
+	if err != nil {
+		return nil, nil, err
+	}
 	for _, ch := range channels {
 		ns, err := n.ns.resolve(ch)
 		if err != nil {
 			return nil, nil, err
 		}
-		if !ns.Subscribe.Allows(cred) {
-			return nil, nil, protocol.ErrPermissionDenied.With("subscribe to %q", ch)
+		az := authorization{}
+		if g, ok := grants[ch]; ok {
+			az.grant = &g
+		}
+		if err := n.authorize(cred, ns, ch, actSubscribe, az); err != nil {
+			return nil, nil, err
 		}
 		if ns.HistorySize == 0 {
 			return nil, nil, protocol.ErrNotAvailable.With("polling %q needs history, and namespace %q keeps none", ch, ns.Name)
@@ -288,3 +298,7 @@ type pollWaiter struct {
 func (w *pollWaiter) deliverPublication(*protocol.Publication, string, []byte) { w.notify() }
 
 func (w *pollWaiter) deliverFrame(string, []byte) {}
+
+// checkPosition wakes the poll: it reads history itself, so whatever was
+// lost reaches it there.
+func (w *pollWaiter) checkPosition(protocol.StreamPosition) { w.notify() }

@@ -2,8 +2,11 @@ package node
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/heraldrt/herald/internal/protocol"
 )
@@ -21,7 +24,12 @@ type Transport interface {
 
 // SessionOptions shape a new session.
 type SessionOptions struct {
-	Credentials Credentials
+	// Credentials come from a token the transport found in the HTTP request
+	// (Node.Authenticate). A bidirectional session may replace them with its
+	// connect command's token; Authenticated says they were checked, so a
+	// connect command without a token keeps them.
+	Credentials   Credentials
+	Authenticated bool
 	// Bidirectional sessions (WebSocket) start unconnected, must send a
 	// connect command within Config.ConnectTimeout, get a reply to every
 	// command and are pinged. Other sessions (SSE) are connected at once,
@@ -51,6 +59,8 @@ type Session struct {
 	id   string
 	cred Credentials
 	bidi bool
+	// preauthenticated: cred came checked from the transport.
+	preauthenticated bool
 
 	mu      sync.Mutex
 	state   sessionState
@@ -63,6 +73,21 @@ type Session struct {
 	// timer serves the session's whole life, so an idle session costs one.
 	beat  heartbeat
 	timer *time.Timer
+	// expiry fires when the token is due for refresh, then when it expires;
+	// refreshAsked tells which. Only sessions whose token expires have one.
+	expiry       *time.Timer
+	refreshAsked bool
+	// limiter bounds a connected bidirectional session's commands; rejected
+	// counts commands refused in a row.
+	limiter  *rate.Limiter
+	rejected int
+
+	connectedAt time.Time
+
+	// admitted and admittedAs (the user the session counts for) are guarded
+	// by the session registry's lock, not mu.
+	admitted   bool
+	admittedAs string
 }
 
 // heartbeat is the phase of a bidirectional session's single timer.
@@ -75,26 +100,38 @@ const (
 )
 
 // NewSession registers a session for a transport. It fails with
-// ErrShuttingDown once the node is draining.
+// ErrShuttingDown once the node is draining, and for a session that is
+// connected at once (not bidirectional) with ErrLimitExceeded when its user
+// already holds Config.MaxConnectionsPerUser sessions.
 func (n *Node) NewSession(t Transport, opts SessionOptions) (*Session, error) {
 	if n.draining.Load() {
 		return nil, protocol.ErrShuttingDown
 	}
 	s := &Session{
-		n:    n,
-		t:    t,
-		id:   newID(),
-		cred: opts.Credentials,
-		bidi: opts.Bidirectional,
-		subs: make(map[string]*subscription),
-		out:  outbox{maxBytes: n.cfg.MaxQueueBytes},
+		n:                n,
+		t:                t,
+		id:               newID(),
+		cred:             opts.Credentials,
+		bidi:             opts.Bidirectional,
+		preauthenticated: opts.Authenticated,
+		subs:             make(map[string]*subscription),
+		out:              outbox{maxBytes: n.cfg.MaxQueueBytes},
+		connectedAt:      time.Now(),
 	}
 	if s.bidi {
 		s.timer = time.AfterFunc(n.cfg.ConnectTimeout, s.onTimer)
-	} else {
-		s.state = stateConnected
+		n.sessions.add(s)
+		return s, nil
 	}
+	s.state = stateConnected
 	n.sessions.add(s)
+	if err := n.sessions.admit(s, n.cfg.MaxConnectionsPerUser); err != nil {
+		n.sessions.remove(s)
+		return nil, err
+	}
+	s.mu.Lock()
+	s.armExpiryLocked()
+	s.mu.Unlock()
 	return s, nil
 }
 
@@ -198,6 +235,9 @@ func (s *Session) Finish() {
 	if s.timer != nil {
 		s.timer.Stop()
 	}
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
 	s.mu.Unlock()
 	// Presence and engine unsubscribes must happen even though the client is
 	// gone and its context with it.
@@ -223,8 +263,35 @@ func (s *Session) HandleFrame(ctx context.Context, frame []byte) {
 	}
 	s.mu.Unlock()
 	for i := range cmds {
-		s.handleCommand(ctx, &cmds[i])
+		if s.admitCommand(&cmds[i]) {
+			s.handleCommand(ctx, &cmds[i])
+		}
 	}
+}
+
+// admitCommand applies the command rate limit. A refused command is answered
+// ErrTooManyRequests; a session that sends a whole burst's worth more while
+// refused is not backing off and is closed.
+func (s *Session) admitCommand(c *protocol.Command) bool {
+	if c.Method == protocol.MethodPong {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.limiter == nil || s.limiter.Allow() {
+		s.rejected = 0
+		return true
+	}
+	s.rejected++
+	if s.rejected > s.n.cfg.CommandBurst {
+		s.closeLocked(protocol.DisconnectTooManyRequests)
+		return false
+	}
+	if c.ID != 0 {
+		e := protocol.ErrTooManyRequests.With("more than %g commands per second", s.n.cfg.CommandRate)
+		s.enqueueLocked(Item{Kind: ItemFrame, Frame: protocol.EncodeReply(&protocol.Reply{ID: c.ID, Error: e})})
+	}
+	return false
 }
 
 func (s *Session) handleCommand(ctx context.Context, c *protocol.Command) {
@@ -243,7 +310,27 @@ func (s *Session) handleCommand(ctx context.Context, c *protocol.Command) {
 	}
 	switch c.Method {
 	case protocol.MethodConnect:
-		res, err := s.connect(c)
+		var req protocol.ConnectRequest
+		if len(c.Params) > 0 {
+			if err := protocol.DecodeParams(c, &req); err != nil {
+				s.reply(c.ID, nil, err)
+				return
+			}
+		}
+		res, err := s.connect(ctx, req)
+		s.reply(c.ID, res, err)
+		if err != nil {
+			s.Close(connectFailure(err))
+			return
+		}
+		s.subscribeServerSide(ctx, req.Subs)
+	case protocol.MethodRefresh:
+		var req protocol.RefreshRequest
+		if err := protocol.DecodeParams(c, &req); err != nil {
+			s.reply(c.ID, nil, err)
+			return
+		}
+		res, err := s.refresh(ctx, req)
 		s.reply(c.ID, res, err)
 	case protocol.MethodSubscribe:
 		var req protocol.SubscribeRequest
@@ -251,7 +338,7 @@ func (s *Session) handleCommand(ctx context.Context, c *protocol.Command) {
 			s.reply(c.ID, nil, err)
 			return
 		}
-		if err := s.subscribe(ctx, c.ID, req); err != nil {
+		if err := s.clientSubscribe(ctx, c.ID, req); err != nil {
 			s.reply(c.ID, nil, err)
 		}
 	case protocol.MethodUnsubscribe:
@@ -268,7 +355,7 @@ func (s *Session) handleCommand(ctx context.Context, c *protocol.Command) {
 			return
 		}
 		info := s.clientInfo()
-		res, err := s.n.ClientPublish(ctx, s.cred, &info, req)
+		res, err := s.n.clientPublish(ctx, s.credentials(), &info, req, s.authorizationFor(req.Channel))
 		s.reply(c.ID, res, err)
 	case protocol.MethodHistory:
 		var req protocol.HistoryRequest
@@ -276,7 +363,7 @@ func (s *Session) handleCommand(ctx context.Context, c *protocol.Command) {
 			s.reply(c.ID, nil, err)
 			return
 		}
-		res, err := s.n.ClientHistory(ctx, s.cred, req)
+		res, err := s.n.clientHistory(ctx, s.credentials(), req, s.authorizationFor(req.Channel))
 		s.reply(c.ID, res, err)
 	case protocol.MethodPresence:
 		var req protocol.PresenceRequest
@@ -284,7 +371,7 @@ func (s *Session) handleCommand(ctx context.Context, c *protocol.Command) {
 			s.reply(c.ID, nil, err)
 			return
 		}
-		clients, err := s.n.ClientPresence(ctx, s.cred, req.Channel)
+		clients, err := s.n.clientPresence(ctx, s.credentials(), req.Channel, s.authorizationFor(req.Channel))
 		s.reply(c.ID, protocol.PresenceResult{Clients: clients}, err)
 	case protocol.MethodPresenceStats:
 		var req protocol.PresenceRequest
@@ -292,7 +379,7 @@ func (s *Session) handleCommand(ctx context.Context, c *protocol.Command) {
 			s.reply(c.ID, nil, err)
 			return
 		}
-		res, err := s.n.ClientPresenceStats(ctx, s.cred, req.Channel)
+		res, err := s.n.clientPresenceStats(ctx, s.credentials(), req.Channel, s.authorizationFor(req.Channel))
 		s.reply(c.ID, res, err)
 	case protocol.MethodPing:
 		s.reply(c.ID, struct{}{}, nil)
@@ -301,27 +388,78 @@ func (s *Session) handleCommand(ctx context.Context, c *protocol.Command) {
 	}
 }
 
-func (s *Session) connect(c *protocol.Command) (any, error) {
-	if len(c.Params) > 0 {
-		var req protocol.ConnectRequest
-		if err := protocol.DecodeParams(c, &req); err != nil {
-			return nil, err
+// connect authenticates the session with the connect command's token, or
+// the credentials its transport brought, and admits it under the per-user
+// connection limit.
+func (s *Session) connect(ctx context.Context, req protocol.ConnectRequest) (protocol.ConnectResult, error) {
+	s.mu.Lock()
+	state, cred := s.state, s.cred
+	s.mu.Unlock()
+	if state != stateNew {
+		return protocol.ConnectResult{}, protocol.ErrBadRequest.With("already connected")
+	}
+	if req.Token != "" || !s.preauthenticated {
+		var err error
+		if cred, err = s.n.Authenticate(ctx, req.Token); err != nil {
+			return protocol.ConnectResult{}, err
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.state != stateNew {
-		return nil, protocol.ErrBadRequest.With("already connected")
+		return protocol.ConnectResult{}, protocol.ErrBadRequest.With("already connected")
+	}
+	s.cred = cred
+	if err := s.n.sessions.admit(s, s.n.cfg.MaxConnectionsPerUser); err != nil {
+		return protocol.ConnectResult{}, err
 	}
 	s.state = stateConnected
 	s.beat = beatIdle
 	s.timer.Reset(s.n.cfg.PingInterval)
+	s.limiter = rate.NewLimiter(rate.Limit(s.n.cfg.CommandRate), s.n.cfg.CommandBurst)
+	s.armExpiryLocked()
 	return protocol.ConnectResult{
-		Client:  s.id,
-		Version: s.n.cfg.Version,
-		Ping:    int(s.n.cfg.PingInterval / time.Second),
-		Pong:    int(s.n.cfg.PongTimeout / time.Second),
+		Client:    s.id,
+		User:      s.cred.UserID,
+		Version:   s.n.cfg.Version,
+		Ping:      int(s.n.cfg.PingInterval / time.Second),
+		Pong:      int(s.n.cfg.PongTimeout / time.Second),
+		ExpiresIn: expiresIn(s.cred.ExpiresAt),
 	}, nil
+}
+
+// connectFailure is how a session whose connect failed is closed: a bad
+// token or a full quota would fail again the same way.
+func connectFailure(err error) protocol.Disconnect {
+	switch {
+	case errors.Is(err, protocol.ErrTokenExpired):
+		return protocol.DisconnectTokenExpired
+	case errors.Is(err, protocol.ErrLimitExceeded):
+		return protocol.DisconnectConnectionLimit
+	case errors.Is(err, protocol.ErrUnauthorized):
+		return protocol.DisconnectUnauthorized
+	default:
+		d := protocol.DisconnectBadRequest
+		d.Reason = protocol.AsError(err).Message
+		return d
+	}
+}
+
+// credentials returns the session's current credentials; a refresh may
+// replace them while a command runs.
+func (s *Session) credentials() Credentials {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cred
+}
+
+// authorizationFor is what the session holds towards channel: whether it is
+// subscribed, which private namespaces require for everything but subscribing.
+func (s *Session) authorizationFor(channel string) authorization {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sub := s.subs[channel]
+	return authorization{subscribed: sub != nil && sub.live}
 }
 
 // onTimer advances the heartbeat: it ends a session that did not connect in

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 
 	"github.com/heraldrt/herald/internal/engine"
 	"github.com/heraldrt/herald/internal/protocol"
@@ -70,6 +71,24 @@ func (sub *subscription) deliverFrame(push string, frame []byte) {
 	}
 }
 
+// checkPosition disconnects the session when the channel moved past what it
+// delivered: a lost delivery would otherwise stay unnoticed until the next
+// publication, which on a quiet channel may never come. The client resumes
+// from history when it reconnects. A publication stored but still on its way
+// also looks like a gap; the cost of that rare race is one needless resume.
+func (sub *subscription) checkPosition(top protocol.StreamPosition) {
+	s := sub.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sub.removed || !sub.live || top.Offset == 0 {
+		return
+	}
+	if top.Epoch != sub.epoch || top.Offset > sub.offset {
+		s.n.log.Info("resync found a gap", "channel", sub.channel, "have", sub.offset, "top", top.Offset)
+		s.closeLocked(protocol.DisconnectInsufficient)
+	}
+}
+
 // acceptLocked enqueues pub if it is the next in the stream.
 func (sub *subscription) acceptLocked(pub *protocol.Publication, epoch string, frame []byte) {
 	s := sub.s
@@ -94,17 +113,64 @@ func (sub *subscription) acceptLocked(pub *protocol.Publication, epoch string, f
 	s.enqueueLocked(Item{Kind: ItemPublication, Push: protocol.PushPublication, Channel: sub.channel, Epoch: epoch, Offset: pub.Offset, Frame: frame})
 }
 
+// clientSubscribe subscribes a bidirectional session at its request,
+// verifying the subscription token it may bring.
+func (s *Session) clientSubscribe(ctx context.Context, replyID uint32, req protocol.SubscribeRequest) error {
+	var grant *SubscriptionGrant
+	if req.Token != "" {
+		grants, err := s.n.VerifySubscriptionTokens(ctx, []string{req.Token}, []string{req.Channel})
+		if err != nil {
+			return err
+		}
+		g := grants[req.Channel]
+		grant = &g
+	}
+	return s.subscribe(ctx, subscribeOrigin{replyID: replyID, grant: grant}, req)
+}
+
+// subscribeServerSide makes the subscriptions the session's token asked for,
+// resuming those positions names. The server decided them, so the client is
+// told of each with a PushSubscribed, or of a failure with an unsubscribe push.
+func (s *Session) subscribeServerSide(ctx context.Context, positions map[string]protocol.StreamPosition) {
+	for _, ch := range s.credentials().Channels {
+		req := protocol.SubscribeRequest{Channel: ch}
+		if p, ok := positions[ch]; ok {
+			req.Recover, req.Epoch, req.Offset = true, p.Epoch, p.Offset
+		}
+		err := s.subscribe(ctx, subscribeOrigin{serverSide: true}, req)
+		if err == nil || errors.Is(err, protocol.ErrAlreadySubscribed) {
+			continue
+		}
+		e := protocol.AsError(err)
+		frame, _ := protocol.EncodePush(protocol.UnsubscribePush{Type: protocol.PushUnsubscribe, Channel: ch, Code: e.Code, Reason: e.Message})
+		s.enqueueFrame(frame)
+	}
+}
+
+// subscribeOrigin says who asked for a subscription and with what proof.
+type subscribeOrigin struct {
+	// replyID is the subscribe command's id; zero for subscriptions the
+	// client did not ask for with a command.
+	replyID uint32
+	// serverSide subscriptions come from the session's token and need no
+	// further authorization.
+	serverSide bool
+	grant      *SubscriptionGrant
+}
+
 // subscribe runs the subscribe-with-recovery sequence. On success the reply
-// (bidirectional) or ItemSubscribed item is queued by subscribe itself, ahead
-// of the recovered publications, so they reach the client in that order; on
-// failure the error is returned and nothing is queued.
-func (s *Session) subscribe(ctx context.Context, replyID uint32, req protocol.SubscribeRequest) error {
+// (a bidirectional client's command) or ItemSubscribed item is queued by
+// subscribe itself, ahead of the recovered publications, so they reach the
+// client in that order; on failure the error is returned and nothing is queued.
+func (s *Session) subscribe(ctx context.Context, origin subscribeOrigin, req protocol.SubscribeRequest) error {
 	ns, err := s.n.ns.resolve(req.Channel)
 	if err != nil {
 		return err
 	}
-	if !ns.Subscribe.Allows(s.cred) {
-		return protocol.ErrPermissionDenied.With("subscribe to %q", req.Channel)
+	if !origin.serverSide {
+		if err := s.n.authorize(s.credentials(), ns, req.Channel, actSubscribe, authorization{grant: origin.grant}); err != nil {
+			return err
+		}
 	}
 	var since *protocol.StreamPosition
 	if req.Recover {
@@ -166,19 +232,30 @@ func (s *Session) subscribe(ctx context.Context, replyID uint32, req protocol.Su
 		start = since.Offset
 	}
 
+	// Presence goes in before the reply so that a client which saw its
+	// subscribe acknowledged also finds itself in presence.
+	if ns.Presence {
+		if err := s.n.engine.AddPresence(ctx, req.Channel, s.clientInfo()); err != nil {
+			s.n.log.Warn("presence add failed", "channel", req.Channel, "err", err)
+		}
+	}
 	s.mu.Lock()
 	if s.subs[req.Channel] != sub {
-		// Finished or unsubscribed while we read history.
+		// Finished or unsubscribed while we read history; their release
+		// may have run before the presence add above, so undo it here.
 		s.mu.Unlock()
 		_ = s.n.hub.remove(context.WithoutCancel(ctx), req.Channel, sub)
+		if ns.Presence {
+			_ = s.n.engine.RemovePresence(context.WithoutCancel(ctx), req.Channel, s.id)
+		}
 		return protocol.ErrNotAvailable.With("session closing")
 	}
-	if s.bidi {
-		s.enqueueLocked(Item{Kind: ItemFrame, Frame: protocol.EncodeReply(&protocol.Reply{ID: replyID, Result: res})})
+	if s.bidi && !origin.serverSide {
+		s.enqueueLocked(Item{Kind: ItemFrame, Frame: protocol.EncodeReply(&protocol.Reply{ID: origin.replyID, Result: res})})
 	} else {
 		// Scalars only: this push always encodes.
-		frame, _ := protocol.EncodePush(SubscribedPush{Type: "subscribed", Channel: req.Channel, SubscribeResult: res})
-		s.enqueueLocked(Item{Kind: ItemSubscribed, Push: "subscribed", Channel: req.Channel, Epoch: res.Epoch, Offset: start, Frame: frame})
+		frame, _ := protocol.EncodePush(SubscribedPush{Type: protocol.PushSubscribed, Channel: req.Channel, SubscribeResult: res})
+		s.enqueueLocked(Item{Kind: ItemSubscribed, Push: protocol.PushSubscribed, Channel: req.Channel, Epoch: res.Epoch, Offset: start, Frame: frame})
 	}
 	sub.epoch, sub.offset, sub.live = res.Epoch, start, true
 	for _, p := range pubs {
@@ -190,15 +267,9 @@ func (s *Session) subscribe(ctx context.Context, replyID uint32, req protocol.Su
 	sub.buffer = nil
 	s.mu.Unlock()
 
-	if ns.Presence {
-		info := s.clientInfo()
-		if err := s.n.engine.AddPresence(ctx, req.Channel, info); err != nil {
-			s.n.log.Warn("presence add failed", "channel", req.Channel, "err", err)
-		}
-		if ns.JoinLeave {
-			if err := s.n.engine.PublishJoin(ctx, req.Channel, info); err != nil {
-				s.n.log.Warn("join event failed", "channel", req.Channel, "err", err)
-			}
+	if ns.Presence && ns.JoinLeave {
+		if err := s.n.engine.PublishJoin(ctx, req.Channel, s.clientInfo()); err != nil {
+			s.n.log.Warn("join event failed", "channel", req.Channel, "err", err)
 		}
 	}
 	return nil
@@ -279,20 +350,29 @@ func (s *Session) release(ctx context.Context, sub *subscription) {
 // SubscribeStream subscribes a non-bidirectional session (SSE) to channels,
 // resuming each from its position in positions when positions is not nil.
 // channels must be canonical (protocol.CanonicalChannels) and positions, if
-// given, must have one entry per channel.
-func (s *Session) SubscribeStream(ctx context.Context, channels []string, positions []protocol.StreamPosition) error {
+// given, must have one entry per channel. tokens are the subscription
+// tokens the stream brought, for channels in private namespaces.
+func (s *Session) SubscribeStream(ctx context.Context, channels []string, positions []protocol.StreamPosition, tokens []string) error {
 	if len(channels) > s.n.cfg.MaxChannelsPerSession {
 		return protocol.ErrLimitExceeded.With("at most %d channels per stream", s.n.cfg.MaxChannelsPerSession)
 	}
 	if positions != nil && len(positions) != len(channels) {
 		return protocol.ErrInvalidPosition.With("%d positions for %d channels", len(positions), len(channels))
 	}
+	grants, err := s.n.VerifySubscriptionTokens(ctx, tokens, channels)
+	if err != nil {
+		return err
+	}
 	for i, ch := range channels {
 		req := protocol.SubscribeRequest{Channel: ch}
 		if positions != nil {
 			req.Recover, req.Epoch, req.Offset = true, positions[i].Epoch, positions[i].Offset
 		}
-		if err := s.subscribe(ctx, 0, req); err != nil {
+		origin := subscribeOrigin{}
+		if g, ok := grants[ch]; ok {
+			origin.grant = &g
+		}
+		if err := s.subscribe(ctx, origin, req); err != nil {
 			return err
 		}
 	}

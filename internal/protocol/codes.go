@@ -86,5 +86,8 @@ var (
 	DisconnectMessageTooLarge  = Disconnect{Code: 4502, Reason: "message too large", Reconnect: false}
 	DisconnectConnectionLimit  = Disconnect{Code: 4503, Reason: "connection limit", Reconnect: false}
 	DisconnectForceNoReconnect = Disconnect{Code: 4504, Reason: "forced disconnect", Reconnect: false}
-	DisconnectTokenExpired     = Disconnect{Code: 4505, Reason: "token expired", Reconnect: false}
+	// DisconnectTokenExpired: reconnecting with the same token fails again;
+	// a client that can obtain a fresh token reconnects with it.
+	DisconnectTokenExpired    = Disconnect{Code: 4505, Reason: "token expired", Reconnect: false}
+	DisconnectTooManyRequests = Disconnect{Code: 4506, Reason: "too many requests", Reconnect: false}
 )

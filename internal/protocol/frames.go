@@ -16,6 +16,9 @@ const (
 	MethodPresence      = "presence"
 	MethodPresenceStats = "presence_stats"
 	MethodPing          = "ping"
+	// MethodRefresh replaces the session's connection token with a fresh one
+	// before the old one expires.
+	MethodRefresh = "refresh"
 	// MethodPong answers a server ping push; it carries no id and gets no reply.
 	MethodPong = "pong"
 )
@@ -28,6 +31,13 @@ const (
 	PushUnsubscribe = "unsubscribe"
 	PushDisconnect  = "disconnect"
 	PushPing        = "ping"
+	// PushSubscribed reports a subscription the client did not ask for with
+	// a command: a server-side subscription from its token's channels claim
+	// on WebSocket, and every subscription of an SSE stream.
+	PushSubscribed = "subscribed"
+	// PushRefresh asks the client to send a fresh token (MethodRefresh)
+	// before its current one expires.
+	PushRefresh = "refresh"
 )
 
 // MaxCommandsPerFrame bounds how many newline-separated commands one inbound
@@ -49,26 +59,52 @@ type Reply struct {
 	Error  *Error `json:"error,omitempty"`
 }
 
-// ConnectRequest opens a session. Token is unused until JWT authentication
-// lands; anonymous sessions send none.
+// ConnectRequest opens a session. Token is the connection JWT; without one
+// the client is anonymous, which a namespace may or may not allow. Subs
+// holds, for a reconnecting client, the last position it saw on each of its
+// server-side subscriptions (its token's channels claim), to resume them.
 type ConnectRequest struct {
-	Token string `json:"token,omitempty"`
-	Name  string `json:"name,omitempty"`
+	Token string                    `json:"token,omitempty"`
+	Name  string                    `json:"name,omitempty"`
+	Subs  map[string]StreamPosition `json:"subs,omitempty"`
 }
 
-// ConnectResult tells the client its id and the heartbeat contract: the server
-// sends a ping push every Ping seconds and expects a pong within Pong seconds.
+// ConnectResult tells the client its id, its user and the heartbeat
+// contract: the server sends a ping push every Ping seconds and expects a
+// pong within Pong seconds. ExpiresIn, when not zero, is the seconds left
+// before the connection token expires: the client must refresh it before then.
 type ConnectResult struct {
-	Client  string `json:"client"`
-	Version string `json:"version"`
-	Ping    int    `json:"ping"`
-	Pong    int    `json:"pong"`
+	Client    string `json:"client"`
+	User      string `json:"user,omitempty"`
+	Version   string `json:"version"`
+	Ping      int    `json:"ping"`
+	Pong      int    `json:"pong"`
+	ExpiresIn int    `json:"expires_in,omitempty"`
+}
+
+// RefreshRequest carries a fresh connection token for the same user.
+type RefreshRequest struct {
+	Token string `json:"token"`
+}
+
+// RefreshResult tells the seconds left before the new token expires; zero
+// means it never does.
+type RefreshResult struct {
+	ExpiresIn int `json:"expires_in,omitempty"`
+}
+
+// RefreshPush asks the client to refresh its token within ExpiresIn seconds.
+type RefreshPush struct {
+	Type      string `json:"type"`
+	ExpiresIn int    `json:"expires_in"`
 }
 
 // SubscribeRequest subscribes to a channel. With Recover set, the server
-// resumes from (Epoch, Offset): the last publication the client saw.
+// resumes from (Epoch, Offset): the last publication the client saw. Token is
+// a subscription token, required by private namespaces.
 type SubscribeRequest struct {
 	Channel string `json:"channel"`
+	Token   string `json:"token,omitempty"`
 	Recover bool   `json:"recover,omitempty"`
 	Epoch   string `json:"epoch,omitempty"`
 	Offset  uint64 `json:"offset,omitempty"`

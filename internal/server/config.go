@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heraldrt/herald/internal/auth"
 	"github.com/heraldrt/herald/internal/node"
 )
 
@@ -17,6 +18,8 @@ import (
 const (
 	EngineDurable = "durable"
 	EngineMemory  = "memory"
+	EngineRedis   = "redis"
+	EngineNATS    = "nats"
 )
 
 // Config is every option of `herald serve`. Load fills it from a file, the
@@ -29,15 +32,41 @@ type Config struct {
 	Addr string `koanf:"addr"`
 	// DataDir holds the durable engine's store. Unused by the memory engine.
 	DataDir string `koanf:"data_dir"`
-	// Engine is "durable" (history on disk, survives restarts) or "memory"
-	// (history lost on exit).
+	// Engine is "durable" (history on disk, survives restarts), "memory"
+	// (history lost on exit), or "redis" or "nats" for many nodes sharing
+	// one broker.
 	Engine string `koanf:"engine"`
+	// RedisURL and NATSURL locate the broker of the redis and nats engines.
+	RedisURL string `koanf:"redis_url"`
+	NATSURL  string `koanf:"nats_url"`
+	// NATSReplicas is how many JetStream servers store the nats engine's
+	// stream and buckets: 1, or 3 or 5 in a NATS cluster.
+	NATSReplicas int `koanf:"nats_replicas"`
+	// EnginePrefix starts every key, subject and stream name the redis and
+	// nats engines use, so clusters can share a broker.
+	EnginePrefix string `koanf:"engine_prefix"`
+	// NodeHeartbeat is how often a node announces itself to the cluster;
+	// a node silent for three heartbeats is taken for gone.
+	NodeHeartbeat time.Duration `koanf:"node_heartbeat"`
+	// PersonalNamespace, when set, subscribes every authenticated
+	// connection to "<namespace>:#<user>", the channel /api/send_user
+	// publishes to.
+	PersonalNamespace string `koanf:"personal_namespace"`
 	// APIKey authorizes calls to the server API (/api/...). Empty closes the
 	// API, unless Dev is set, which opens it to anyone.
 	APIKey string `koanf:"api_key"`
-	// Dev opens every namespace not listed in Namespaces to anyone, and the
-	// server API when no APIKey is set. For local development only.
+	// Dev opens every namespace not listed in Namespaces to anyone, lets
+	// anonymous clients in, and opens the server API when no APIKey is set.
+	// For local development only.
 	Dev bool `koanf:"dev"`
+	// DemoTicker is how often dev mode publishes a simulated price tick to
+	// the demo:ticker channel, the feed of the ticker demo page; 0 turns
+	// the feed off. Outside dev mode there is no feed.
+	DemoTicker time.Duration `koanf:"demo_ticker"`
+	// AllowAnonymous lets clients without a token connect; the namespaces'
+	// "anyone" rules then say what they may do. Off by default: a client
+	// must bring a token signed with a key from Auth.
+	AllowAnonymous bool `koanf:"allow_anonymous"`
 	// Name identifies this node in the info API; empty means the host name.
 	Name string `koanf:"name"`
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
@@ -62,6 +91,15 @@ type Config struct {
 	MaxPublicationSize int `koanf:"max_publication_size"`
 	// MaxMessageSize bounds one inbound WebSocket message in bytes.
 	MaxMessageSize int `koanf:"max_message_size"`
+	// MaxConnectionsPerUser bounds the connections one authenticated user
+	// may hold on this node; 0 means no limit.
+	MaxConnectionsPerUser int `koanf:"max_connections_per_user"`
+	// CommandRate and CommandBurst bound the commands per second a
+	// WebSocket connection may send (a token bucket): commands beyond it are
+	// refused with code 111, and a connection that keeps sending is closed
+	// with 4506.
+	CommandRate  float64 `koanf:"command_rate"`
+	CommandBurst int     `koanf:"command_burst"`
 	// MaxRecoveredPublications bounds what one resubscribe may recover.
 	MaxRecoveredPublications int `koanf:"max_recovered_publications"`
 	// MaxHistoryLimit caps publications per history call and per poll answer.
@@ -81,8 +119,27 @@ type Config struct {
 	// PprofAddr, when set, serves Go's profiling endpoints on this address,
 	// apart from Addr.
 	PprofAddr string `koanf:"pprof_addr"`
+	// TokenCookie names a cookie that carries the connection token, for
+	// pages whose backend sets one; empty: tokens come only from the
+	// Authorization header, the token query parameter or the connect command.
+	TokenCookie string `koanf:"token_cookie"`
+	// ConnectionRate and ConnectionBurst bound the WebSocket connections
+	// and SSE streams one client address may open: a token bucket refilled
+	// at ConnectionRate per second holding ConnectionBurst. Zero rate: no limit.
+	ConnectionRate  float64 `koanf:"connection_rate"`
+	ConnectionBurst int     `koanf:"connection_burst"`
+	// TrustedProxies lists the addresses or CIDR prefixes of reverse proxies
+	// whose X-Forwarded-For header names the client's address.
+	TrustedProxies []string `koanf:"trusted_proxies"`
+	// ReadHeaderTimeout bounds how long a client may take to send a
+	// request's headers, so slow handshakes cannot hold connections open.
+	ReadHeaderTimeout time.Duration `koanf:"read_header_timeout"`
+	// MaxHeaderBytes bounds a request's headers, URL included.
+	MaxHeaderBytes int `koanf:"max_header_bytes"`
 
-	SSE SSEConfig `koanf:"sse"`
+	Auth auth.Config `koanf:"auth"`
+	TLS  TLSConfig   `koanf:"tls"`
+	SSE  SSEConfig   `koanf:"sse"`
 
 	// Namespaces configure channels by the part of their name before ':';
 	// the one named "" holds channels without a colon. When the list is
@@ -93,6 +150,13 @@ type Config struct {
 	// Logger, when set, is used instead of one built from LogLevel and
 	// LogFormat writing to stderr. It cannot come from a file.
 	Logger *slog.Logger `koanf:"-"`
+}
+
+// TLSConfig makes the server speak HTTPS, and HTTP/2 to clients that offer
+// it, so that many SSE streams from one page share one connection.
+type TLSConfig struct {
+	CertFile string `koanf:"cert_file"`
+	KeyFile  string `koanf:"key_file"`
 }
 
 // SSEConfig holds the Server-Sent Events options.
@@ -111,14 +175,21 @@ func Defaults() Config {
 		Addr:                     "127.0.0.1:8000",
 		DataDir:                  "./herald-data",
 		Engine:                   EngineDurable,
+		EnginePrefix:             "herald",
+		NodeHeartbeat:            2 * time.Second,
+		NATSReplicas:             1,
 		LogLevel:                 "info",
 		LogFormat:                "text",
 		ShutdownTimeout:          10 * time.Second,
+		DemoTicker:               500 * time.Millisecond,
 		PingInterval:             25 * time.Second,
 		PongTimeout:              10 * time.Second,
 		ConnectTimeout:           10 * time.Second,
 		MaxQueueBytes:            1 << 20,
 		MaxChannelsPerConnection: 128,
+		MaxConnectionsPerUser:    100,
+		CommandRate:              100,
+		CommandBurst:             200,
 		MaxPublicationSize:       64 << 10,
 		MaxMessageSize:           128 << 10,
 		MaxRecoveredPublications: 10000,
@@ -127,6 +198,11 @@ func Defaults() Config {
 		WriteTimeout:             10 * time.Second,
 		PresenceTTL:              time.Minute,
 		AllowedOrigins:           []string{},
+		ConnectionRate:           20,
+		ConnectionBurst:          100,
+		TrustedProxies:           []string{},
+		ReadHeaderTimeout:        10 * time.Second,
+		MaxHeaderBytes:           32 << 10,
 		SSE: SSEConfig{
 			KeepAlive: 15 * time.Second,
 			Retry:     2 * time.Second,
@@ -167,8 +243,22 @@ func (c *Config) Validate() error {
 			bad("data_dir", "required by the durable engine")
 		}
 	case EngineMemory:
+	case EngineRedis:
+		if !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://") && !strings.HasPrefix(c.RedisURL, "unix://") {
+			bad("redis_url", "%q is not a redis://, rediss:// or unix:// URL, required by the redis engine", c.RedisURL)
+		}
+	case EngineNATS:
+		if c.NATSURL == "" {
+			bad("nats_url", "required by the nats engine")
+		}
+		if c.NATSReplicas != 1 && c.NATSReplicas != 3 && c.NATSReplicas != 5 {
+			bad("nats_replicas", "%d is not 1, 3 or 5", c.NATSReplicas)
+		}
 	default:
-		bad("engine", "%q is not %q or %q", c.Engine, EngineDurable, EngineMemory)
+		bad("engine", "%q is not %q, %q, %q or %q", c.Engine, EngineDurable, EngineMemory, EngineRedis, EngineNATS)
+	}
+	if (c.Engine == EngineRedis || c.Engine == EngineNATS) && !validPrefix(c.EnginePrefix) {
+		bad("engine_prefix", "%q must be 1-64 letters, digits, '-' or '_'", c.EnginePrefix)
 	}
 	if strings.ContainsAny(c.APIKey, " \t\r\n") {
 		bad("api_key", "must not contain whitespace: it is sent in an HTTP header")
@@ -179,6 +269,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("log_format", "%q is not text or json", c.LogFormat)
+	}
+	if c.DemoTicker < 0 {
+		bad("demo_ticker", "must be 0 (off) or a positive duration, got %v", c.DemoTicker)
 	}
 	for _, d := range []struct {
 		key string
@@ -191,6 +284,8 @@ func (c *Config) Validate() error {
 		{"idempotency_ttl", c.IdempotencyTTL},
 		{"write_timeout", c.WriteTimeout},
 		{"presence_ttl", c.PresenceTTL},
+		{"node_heartbeat", c.NodeHeartbeat},
+		{"read_header_timeout", c.ReadHeaderTimeout},
 		{"sse.keep_alive", c.SSE.KeepAlive},
 		{"sse.retry", c.SSE.Retry},
 	} {
@@ -208,10 +303,33 @@ func (c *Config) Validate() error {
 		{"max_message_size", c.MaxMessageSize},
 		{"max_recovered_publications", c.MaxRecoveredPublications},
 		{"max_history_limit", c.MaxHistoryLimit},
+		{"command_burst", c.CommandBurst},
+		{"max_header_bytes", c.MaxHeaderBytes},
 	} {
 		if n.v <= 0 {
 			bad(n.key, "must be positive, got %d", n.v)
 		}
+	}
+	if c.ConnectionRate < 0 {
+		bad("connection_rate", "must not be negative, got %g", c.ConnectionRate)
+	}
+	if c.ConnectionRate > 0 && c.ConnectionBurst <= 0 {
+		bad("connection_burst", "must be positive when connection_rate is set, got %d", c.ConnectionBurst)
+	}
+	if _, err := parsePrefixes(c.TrustedProxies); err != nil {
+		bad("trusted_proxies", "%v", err)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls", "cert_file and key_file go together")
+	}
+	if err := c.Auth.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.MaxConnectionsPerUser < 0 {
+		bad("max_connections_per_user", "must not be negative, got %d", c.MaxConnectionsPerUser)
+	}
+	if c.CommandRate <= 0 {
+		bad("command_rate", "must be positive, got %g", c.CommandRate)
 	}
 	if c.MaxPublicationSize > 0 && c.MaxMessageSize < c.MaxPublicationSize+messageOverhead {
 		bad("max_message_size", "%d cannot carry a publish command of max_publication_size %d: make it at least %d",
@@ -256,4 +374,18 @@ func (c *Config) namespaces() []node.NamespaceOptions {
 		return []node.NamespaceOptions{{Name: ""}}
 	}
 	return c.Namespaces
+}
+
+// validPrefix accepts what is safe in Redis keys, NATS subjects and
+// JetStream stream names alike.
+func validPrefix(p string) bool {
+	if p == "" || len(p) > 64 {
+		return false
+	}
+	for _, r := range p {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }

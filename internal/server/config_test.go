@@ -130,7 +130,7 @@ func TestValidate(t *testing.T) {
 		mutate func(*Config)
 	}{
 		{"addr", func(c *Config) { c.Addr = "localhost" }},
-		{"engine", func(c *Config) { c.Engine = "redis" }},
+		{"engine", func(c *Config) { c.Engine = "cassandra" }},
 		{"data_dir", func(c *Config) { c.DataDir = "" }},
 		{"api_key", func(c *Config) { c.APIKey = "two words" }},
 		{"log_level", func(c *Config) { c.LogLevel = "loud" }},
@@ -276,7 +276,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bare number namespace duration", "c.json", `{"namespaces":[{"name":"a","history_size":1,"history_ttl":60}]}`, "namespaces[0].history_ttl: write durations"},
 		{"bad duration", "c.yaml", "ping_interval: soon\n", "ping_interval"},
 		{"bad type", "c.yaml", "max_queue_bytes: lots\n", "max_queue_bytes"},
-		{"invalid value", "c.yaml", "engine: redis\n", "engine:"},
+		{"invalid value", "c.yaml", "engine: cassandra\n", "engine:"},
 		{"syntax", "c.json", "{", "config file"},
 		{"extension", "c.ini", "addr=x", "unknown format"},
 	}

@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,9 +19,12 @@ import (
 	"time"
 
 	"github.com/heraldrt/herald/internal/api"
+	"github.com/heraldrt/herald/internal/auth"
 	"github.com/heraldrt/herald/internal/engine"
 	"github.com/heraldrt/herald/internal/engine/durable"
 	"github.com/heraldrt/herald/internal/engine/memory"
+	"github.com/heraldrt/herald/internal/engine/nats"
+	"github.com/heraldrt/herald/internal/engine/redis"
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/transport/poll"
 	"github.com/heraldrt/herald/internal/transport/sse"
@@ -40,6 +44,8 @@ type Server struct {
 	sse    *sse.Handler
 	poll   *poll.Handler
 	http   *http.Server
+	// stopAuth ends the verifier's background JWKS refresh.
+	stopAuth context.CancelFunc
 
 	ran      atomic.Bool
 	draining atomic.Bool
@@ -65,13 +71,30 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Name == "" {
 		cfg.Name, _ = os.Hostname()
 	}
+	if !cfg.Auth.Enabled() && !cfg.AllowAnonymous && !cfg.Dev {
+		log.Warn("no client can connect: no token keys are configured (auth) and anonymous clients are not allowed (allow_anonymous)")
+	}
+	if err := demoSecret(&cfg); err != nil {
+		return nil, fmt.Errorf("server: demo token secret: %w", err)
+	}
+	authCtx, stopAuth := context.WithCancel(context.Background())
+	if cfg.Auth.Logger == nil {
+		cfg.Auth.Logger = log.With("component", "auth")
+	}
+	verifier, err := auth.New(authCtx, cfg.Auth)
+	if err != nil {
+		stopAuth()
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	eng, err := openEngine(&cfg, log)
 	if err != nil {
+		stopAuth()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, engine: eng, ready: make(chan struct{})}
-	if err := s.wire(); err != nil {
+	s := &Server{cfg: cfg, log: log, engine: eng, ready: make(chan struct{}), stopAuth: stopAuth}
+	if err := s.wire(verifier); err != nil {
 		// Nothing has started yet; only the engine holds resources.
+		stopAuth()
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		defer cancel()
 		return nil, errors.Join(err, eng.Close(ctx))
@@ -83,6 +106,18 @@ func openEngine(cfg *Config, log *slog.Logger) (engine.Engine, error) {
 	switch cfg.Engine {
 	case EngineMemory:
 		return memory.New(memory.Config{PresenceTTL: cfg.PresenceTTL}), nil
+	case EngineRedis:
+		e, err := redis.New(redis.Config{URL: cfg.RedisURL, Prefix: cfg.EnginePrefix, PresenceTTL: cfg.PresenceTTL, Logger: log.With("component", "redis")})
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		return e, nil
+	case EngineNATS:
+		e, err := nats.New(nats.Config{URL: cfg.NATSURL, Prefix: cfg.EnginePrefix, PresenceTTL: cfg.PresenceTTL, Replicas: cfg.NATSReplicas, Logger: log.With("component", "nats")})
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		return e, nil
 	default:
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		defer cancel()
@@ -95,12 +130,21 @@ func openEngine(cfg *Config, log *slog.Logger) (engine.Engine, error) {
 }
 
 // wire builds the node, the transports and the routes.
-func (s *Server) wire() error {
+func (s *Server) wire(verifier *auth.Verifier) error {
 	cfg := &s.cfg
+	var tokens node.TokenVerifier
+	if cfg.Auth.Enabled() {
+		tokens = tokenVerifier{verifier}
+	}
 	n, err := node.New(node.Config{
 		Engine:                   s.engine,
+		Verifier:                 tokens,
 		Namespaces:               cfg.namespaces(),
 		Dev:                      cfg.Dev,
+		AllowAnonymous:           cfg.Dev || cfg.AllowAnonymous,
+		MaxConnectionsPerUser:    cfg.MaxConnectionsPerUser,
+		CommandRate:              cfg.CommandRate,
+		CommandBurst:             cfg.CommandBurst,
 		Name:                     cfg.Name,
 		Version:                  version(),
 		Logger:                   s.log,
@@ -113,6 +157,8 @@ func (s *Server) wire() error {
 		MaxRecoveredPublications: cfg.MaxRecoveredPublications,
 		MaxHistoryLimit:          cfg.MaxHistoryLimit,
 		IdempotencyTTL:           cfg.IdempotencyTTL,
+		NodeHeartbeat:            cfg.NodeHeartbeat,
+		PersonalNamespace:        cfg.PersonalNamespace,
 	})
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
@@ -131,8 +177,13 @@ func (s *Server) wire() error {
 	// Bodies hold one publication plus its envelope; a broadcast's channel
 	// list can add up to api.MaxBroadcastChannels names.
 	publishBody := int64(cfg.MaxPublicationSize) + 16<<10
+	trusted, _ := parsePrefixes(cfg.TrustedProxies) // Validate checked them
+	g := &gate{node: n, origin: originChecker(cfg.Dev, cfg.AllowedOrigins), cookie: cfg.TokenCookie, trusted: trusted}
+	if cfg.ConnectionRate > 0 {
+		g.connections = newAddrLimiter(cfg.ConnectionRate, cfg.ConnectionBurst)
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/ws", s.ws)
+	mux.Handle("/ws", g.wrap(route{connection: true, tokenOptional: true}, s.ws))
 	s.sse = sse.New(sse.Config{
 		Node:         n,
 		Logger:       s.log.With("transport", "sse"),
@@ -140,10 +191,10 @@ func (s *Server) wire() error {
 		Retry:        cfg.SSE.Retry,
 		WriteTimeout: cfg.WriteTimeout,
 	})
-	mux.Handle("/sse", s.sse)
+	mux.Handle("/sse", g.wrap(route{connection: true}, s.sse))
 	s.poll = poll.New(poll.Config{Node: n, Logger: s.log.With("transport", "poll")})
-	mux.Handle("/poll", s.poll)
-	clientAPI := api.NewClientHandler(api.ClientConfig{Node: n, MaxBodyBytes: publishBody})
+	mux.Handle("/poll", g.wrap(route{}, s.poll))
+	clientAPI := g.wrap(route{}, api.NewClientHandler(api.ClientConfig{Node: n, MaxBodyBytes: publishBody}))
 	for _, p := range api.ClientPaths {
 		mux.Handle(p, clientAPI)
 	}
@@ -155,14 +206,26 @@ func (s *Server) wire() error {
 		MaxBodyBytes: publishBody + api.MaxBroadcastChannels*256,
 	}))
 	mux.HandleFunc("/healthz", s.healthz)
+	if cfg.Dev && cfg.Auth.HMACSecret != "" {
+		mux.Handle(demoTokenPath, demoTokens{secret: []byte(cfg.Auth.HMACSecret)})
+	}
 	mux.Handle("/", web.Handler())
 	s.http = &http.Server{
 		Handler: mux,
 		// No WriteTimeout: SSE streams and long polls are long-lived
 		// responses; their transports bound each write themselves.
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	if cfg.TLS.CertFile != "" {
+		// Loaded here so that a bad certificate stops the server at startup.
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return fmt.Errorf("server: tls: %w", err)
+		}
+		s.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	return nil
 }
@@ -224,15 +287,25 @@ func (s *Server) Run(ctx context.Context) error {
 	s.addr = ln.Addr().String()
 	close(s.ready)
 	s.log.Info("herald listening", "addr", s.addr, "engine", s.cfg.Engine, "dev", s.cfg.Dev, "node", s.node.ID())
+	stopDemoTicker := s.startDemoTicker()
 
 	served := make(chan error, 1)
-	go func() { served <- s.http.Serve(ln) }()
+	go func() {
+		if s.http.TLSConfig != nil {
+			// ServeTLS offers HTTP/2 by ALPN, so a page's SSE streams share
+			// one connection instead of the six HTTP/1.1 allows per host.
+			served <- s.http.ServeTLS(ln, "", "")
+			return
+		}
+		served <- s.http.Serve(ln)
+	}()
 	select {
 	case <-ctx.Done():
 		s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
 	case err := <-served:
 		served <- err // Serve failed on its own; shutdownServing reports it
 	}
+	stopDemoTicker()
 	if err := s.shutdownServing(served); err != nil {
 		return err
 	}
@@ -299,6 +372,7 @@ func (s *Server) release() error {
 // stop ends every session and closes the engine (node.Shutdown does both),
 // then stops the WebSocket server when it was started.
 func (s *Server) stop(ctx context.Context, wsStarted bool) error {
+	defer s.stopAuth()
 	var errs []error
 	if err := s.node.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("server: node shutdown: %w", err))

@@ -23,6 +23,7 @@ import (
 
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
+	"github.com/heraldrt/herald/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -45,6 +46,8 @@ func testConfig() Config {
 	cfg.APIKey = testKey
 	cfg.ShutdownTimeout = 5 * time.Second
 	cfg.Logger = slog.New(slog.DiscardHandler)
+	// Tests that want dev mode's ticker feed turn it on themselves.
+	cfg.DemoTicker = 0
 	return cfg
 }
 
@@ -134,6 +137,7 @@ func wantStatus(t *testing.T, what string, got, want int, body []byte) {
 func TestServe(t *testing.T) {
 	cfg := testConfig()
 	cfg.Namespaces = []node.NamespaceOptions{{Name: "news", HistorySize: 10, HistoryTTL: time.Hour}}
+	cfg.AllowAnonymous = true
 	r := start(t, cfg)
 
 	status, body, _ := r.do(t, http.MethodGet, "/healthz", "", "")
@@ -144,8 +148,10 @@ func TestServe(t *testing.T) {
 	if !bytes.Contains(body, []byte("<title>Herald demo</title>")) || !strings.HasPrefix(hdr.Get("Content-Type"), "text/html") {
 		t.Errorf("GET / is not the demo page: %s %.200s", hdr.Get("Content-Type"), body)
 	}
-	status, body, _ = r.do(t, http.MethodGet, "/app.js", "", "")
-	wantStatus(t, "app.js", status, http.StatusOK, body)
+	status, body, _ = r.do(t, http.MethodGet, "/demo.js", "", "")
+	wantStatus(t, "demo.js", status, http.StatusOK, body)
+	status, body, _ = r.do(t, http.MethodGet, "/sdk/herald.min.js", "", "")
+	wantStatus(t, "SDK bundle", status, http.StatusOK, body)
 	status, body, _ = r.do(t, http.MethodGet, "/no-such-page", "", "")
 	wantStatus(t, "unknown page", status, http.StatusNotFound, body)
 
@@ -160,7 +166,8 @@ func TestServe(t *testing.T) {
 	status, body, _ = r.do(t, http.MethodPost, "/api/publish", "wrong", `{"channel":"news:today","data":1}`)
 	wantStatus(t, "api publish with a wrong key", status, http.StatusUnauthorized, body)
 
-	// The namespace is closed to clients: its options left access unset.
+	// The namespace is closed to clients, anonymous ones included: its
+	// options left access unset.
 	status, body, _ = r.do(t, http.MethodPost, "/publish", "", `{"channel":"news:today","data":1}`)
 	wantStatus(t, "client publish", status, http.StatusForbidden, body)
 	status, body, _ = r.do(t, http.MethodGet, "/sse?channel=news:today", "", "")
@@ -184,10 +191,13 @@ func TestSecureByDefault(t *testing.T) {
 		{http.MethodPost, "/publish", `{"channel":"x","data":1}`},
 	} {
 		status, body, _ := r.do(t, c.method, c.path, "", c.body)
-		wantStatus(t, c.path, status, http.StatusForbidden, body)
+		wantStatus(t, c.path, status, http.StatusUnauthorized, body)
+		if !bytes.Contains(body, []byte(`"code":101`)) || !bytes.Contains(body, []byte("token required")) {
+			t.Errorf("%s: body %s, want error 101 token required", c.path, body)
+		}
 	}
 	status, body, _ := r.do(t, http.MethodGet, "/sse?channel=chat:x", "", "")
-	wantStatus(t, "unlisted namespace", status, http.StatusNotFound, body)
+	wantStatus(t, "anonymous client, unlisted namespace", status, http.StatusUnauthorized, body)
 	status, body, _ = r.do(t, http.MethodPost, "/api/info", "any", `{}`)
 	wantStatus(t, "api without a configured key", status, http.StatusUnauthorized, body)
 	if !bytes.Contains(body, []byte("no API key is configured")) {
@@ -477,7 +487,7 @@ func TestPprofListener(t *testing.T) {
 	cfg.Engine = "memory"
 	cfg.PprofAddr = "127.0.0.1:0"
 	cfg.LogLevel = "error"
-	logs := &lockedWriter{}
+	logs := &testkit.LockedBuffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	srv, err := New(cfg)
 	if err != nil {
@@ -517,22 +527,4 @@ func TestPprofListener(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-}
-
-// lockedWriter collects log output written from the server's goroutines.
-type lockedWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }

@@ -1,6 +1,9 @@
 // Package testkit is the one place for helpers shared by Herald's tests:
-// waiting on conditions with deadlines instead of sleeping, and building and
-// running the real herald binary as a child process.
+// waiting on conditions with deadlines instead of sleeping, building and
+// running the real herald binary as a child process, starting real
+// redis-server (standalone, Cluster, Sentinel) and nats-server processes on
+// free loopback ports, and a round-robin TCP balancer in front of several
+// nodes.
 package testkit
 
 import (
@@ -128,6 +131,10 @@ func StartHerald(t testing.TB, bin string, args ...string) *Herald {
 // URL is the server's base URL followed by path.
 func (h *Herald) URL(path string) string { return "http://" + h.Addr + path }
 
+// PID is the process id of the running server, for reading its resource
+// use from /proc.
+func (h *Herald) PID() int { return h.cmd.Process.Pid }
+
 // Log is everything the process wrote so far.
 func (h *Herald) Log() string {
 	h.mu.Lock()
@@ -161,4 +168,23 @@ func (h *Herald) Stop(t testing.TB, timeout time.Duration) error {
 		t.Fatalf("herald did not exit within %v of SIGTERM\n%s", timeout, h.Log())
 		return nil
 	}
+}
+
+// LockedBuffer is an io.Writer that a test may read while a logger or a
+// process writes to it from another goroutine.
+type LockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *LockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *LockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

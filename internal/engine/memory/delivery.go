@@ -44,21 +44,14 @@ type event struct {
 // deliveryShard queues the events of the channels hashed to it and records
 // which of them this node is subscribed to.
 //
-// Lock order: channel.mu (history.go) → subsMu → mu.
+// Lock order: channel.mu (history.go) → subsMu → the queue's lock.
 type deliveryShard struct {
 	subsMu sync.RWMutex
 	subs   map[string]struct{}
 
-	mu sync.Mutex
 	// queue holds at most maxQueuedEvents publication and presence events;
-	// control events may exceed it, because a handler may send them from the
-	// delivery goroutine itself, which must never wait on its own queue.
-	queue []event
-	wake  chan struct{}
-	// notFull is signalled (on mu) when the delivery goroutine takes a batch
-	// or stops; stopped releases waiting publishers for good.
-	notFull *sync.Cond
-	stopped bool
+	// control events may exceed it.
+	queue engine.DeliveryQueue[event]
 }
 
 func (s *deliveryShard) subscribed(channel string) bool {
@@ -87,8 +80,7 @@ func (d *delivery) init(seed maphash.Seed) {
 	d.seed = seed
 	for i := range d.shards {
 		d.shards[i].subs = make(map[string]struct{})
-		d.shards[i].wake = make(chan struct{}, 1)
-		d.shards[i].notFull = sync.NewCond(&d.shards[i].mu)
+		d.shards[i].queue.Init(maxQueuedEvents)
 	}
 }
 
@@ -110,56 +102,13 @@ func (d *delivery) enqueue(ev event) {
 	if ev.kind != evControl && !s.subscribed(ev.channel) {
 		return
 	}
-	s.mu.Lock()
-	for ev.kind != evControl && len(s.queue) >= maxQueuedEvents && !s.stopped {
-		s.notFull.Wait()
-	}
-	if s.stopped {
-		s.mu.Unlock()
-		return
-	}
-	s.queue = append(s.queue, ev)
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
-
-// halt marks the shard stopped and releases publishers waiting for room.
-func (s *deliveryShard) halt() {
-	s.mu.Lock()
-	s.stopped = true
-	s.queue = nil
-	s.notFull.Broadcast()
-	s.mu.Unlock()
+	s.queue.Push(ev, ev.kind != evControl)
 }
 
 // run is one shard's delivery goroutine. Events still queued at stop are
 // dropped: Close stops deliveries.
 func (d *delivery) run(s *deliveryShard, stop <-chan struct{}) {
-	defer s.halt()
-	var batch []event
-	for {
-		select {
-		case <-stop:
-			return
-		case <-s.wake:
-		}
-		s.mu.Lock()
-		batch, s.queue = s.queue, batch[:0]
-		s.notFull.Broadcast()
-		s.mu.Unlock()
-		for i := range batch {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			d.dispatch(s, &batch[i])
-			batch[i] = event{} // let the publication be collected
-		}
-	}
+	s.queue.Run(stop, func(ev *event) { d.dispatch(s, ev) })
 }
 
 func (d *delivery) dispatch(s *deliveryShard, ev *event) {

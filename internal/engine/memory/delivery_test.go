@@ -62,11 +62,7 @@ func TestDeliveryQueueIsBounded(t *testing.T) {
 		}
 	}()
 	s := e.delivery.shard(channel)
-	queued := func() int {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return len(s.queue)
-	}
+	queued := s.queue.Len
 	testkit.WaitFor(t, 10*time.Second, "the queue to fill", func() bool { return queued() >= maxQueuedEvents })
 	// Had the publisher not been made to wait, it would have queued all of
 	// its publications by now.
@@ -111,11 +107,7 @@ func TestCloseReleasesWaitingPublishers(t *testing.T) {
 		}
 	}()
 	s := e.delivery.shard("flood")
-	testkit.WaitFor(t, 10*time.Second, "the queue to fill", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return len(s.queue) >= maxQueuedEvents
-	})
+	testkit.WaitFor(t, 10*time.Second, "the queue to fill", func() bool { return s.queue.Len() >= maxQueuedEvents })
 	closed := make(chan struct{})
 	go func() {
 		defer close(closed)

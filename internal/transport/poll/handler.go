@@ -75,17 +75,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		protocol.WriteHTTPError(w, err)
 		return
 	}
+	cred, err := h.cfg.Node.RequestCredentials(r.Context())
+	if err != nil {
+		protocol.WriteHTTPError(w, err)
+		return
+	}
+	if !cred.ExpiresAt.IsZero() {
+		// Answer while the token is still good, so the next poll is the one
+		// that brings a fresh token.
+		timeout = max(0, min(timeout, time.Until(cred.ExpiresAt)))
+	}
 	req := node.PollRequest{
-		Channels: q["channel"],
-		Since:    q.Get("since"),
-		Timeout:  timeout,
+		Channels:           q["channel"],
+		Since:              q.Get("since"),
+		Timeout:            timeout,
+		SubscriptionTokens: q["sub_token"],
 	}
 	var res *node.PollResult
 	if lp := h.onLoop.Load(); lp != nil && timeout > 0 && r.TLS == nil && r.ProtoMajor == 1 {
 		p := &loopPoll{owner: lp, log: h.cfg.Logger}
 		p.checker.Init(lp.workers, p.checkTurn)
 		var pw *node.PollWait
-		res, pw, err = h.cfg.Node.StartPoll(r.Context(), node.Credentials{}, req, p.wake)
+		res, pw, err = h.cfg.Node.StartPoll(r.Context(), cred, req, p.wake)
 		if pw != nil {
 			p.wait = pw
 			if p.serveOnLoop(w, timeout) {
@@ -94,10 +105,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// Not hijackable (a wrapping ResponseWriter): wait here instead,
 			// starting over, since the wait's notify leads to the loop.
 			pw.Close()
-			res, err = h.cfg.Node.Poll(r.Context(), node.Credentials{}, req)
+			res, err = h.cfg.Node.Poll(r.Context(), cred, req)
 		}
 	} else {
-		res, err = h.cfg.Node.Poll(r.Context(), node.Credentials{}, req)
+		res, err = h.cfg.Node.Poll(r.Context(), cred, req)
 	}
 	if err != nil {
 		protocol.WriteHTTPError(w, err)

@@ -71,6 +71,10 @@ type loopPoll struct {
 	wait    *node.PollWait // set before the first wake can run a check
 	timer   *time.Timer    // the deadline; set before adoption
 	checker eventloop.Serial
+	// header holds the header lines that handlers wrapping this one set
+	// before the hijack (CORS answers a cross-origin page needs), written
+	// into the hand-made response; nil when there are none.
+	header []byte
 
 	mu      sync.Mutex
 	conn    *eventloop.Conn // nil until adopted
@@ -110,10 +114,12 @@ func (p *loopPoll) scheduleLocked() {
 // connection cannot be hijacked; once it reports true the poll is the loop's
 // and pw is closed when the connection closes.
 func (p *loopPoll) serveOnLoop(w http.ResponseWriter, timeout time.Duration) bool {
+	header := headerLines(w.Header())
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		return false
 	}
+	p.header = header
 	p.timer = time.AfterFunc(timeout, p.expire)
 	c, err := p.owner.loop.Adopt(conn, p.closed)
 	if err != nil {
@@ -164,10 +170,10 @@ func (p *loopPoll) check(expired bool) bool {
 	}
 	var resp []byte
 	if err == nil {
-		resp, err = resultResponse(res)
+		resp, err = resultResponse(res, p.header)
 	}
 	if err != nil {
-		resp = errorResponse(err)
+		resp = errorResponse(err, p.header)
 	}
 	if err := p.conn.WriteAndClose(resp, writeTimeout); err != nil {
 		p.log.Debug("poll response not delivered", "err", err)
@@ -189,31 +195,54 @@ func (p *loopPoll) closed(error) {
 }
 
 // resultResponse is the complete HTTP/1.1 response carrying res.
-func resultResponse(res *node.PollResult) ([]byte, error) {
+func resultResponse(res *node.PollResult, header []byte) ([]byte, error) {
 	body, err := protocol.Marshal(res)
 	if err != nil {
 		return nil, err
 	}
-	return response(http.StatusOK, body), nil
+	return response(http.StatusOK, body, header), nil
 }
 
 // errorResponse is the complete HTTP/1.1 response protocol.WriteHTTPError
 // would give for err.
-func errorResponse(err error) []byte {
+func errorResponse(err error, header []byte) []byte {
 	e := protocol.AsError(err)
-	return response(protocol.HTTPStatus(e), protocol.ErrorBody(e))
+	return response(protocol.HTTPStatus(e), protocol.ErrorBody(e), header)
+}
+
+// ownHeaders are the header fields response writes itself.
+var ownHeaders = map[string]bool{"Content-Type": true, "Cache-Control": true, "X-Content-Type-Options": true, "Connection": true, "Content-Length": true}
+
+// headerLines renders the fields of h that response does not write itself,
+// each line ending in CRLF; nil when there are none.
+func headerLines(h http.Header) []byte {
+	var b []byte
+	for name, values := range h {
+		if ownHeaders[name] {
+			continue
+		}
+		for _, v := range values {
+			b = append(b, name...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	return b
 }
 
 // response writes the head by hand: the connection is no longer net/http's.
 // It closes after the response, so the client's next poll takes a new
 // connection that waits on net/http until it too has to wait.
-func response(status int, body []byte) []byte {
-	b := make([]byte, 0, 192+len(body))
+func response(status int, body, header []byte) []byte {
+	b := make([]byte, 0, 192+len(header)+len(body))
 	b = append(b, "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, ' ')
 	b = append(b, http.StatusText(status)...)
-	b = append(b, "\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\nContent-Length: "...)
+	b = append(b, "\r\n"...)
+	b = append(b, header...)
+	b = append(b, "Content-Type: application/json\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\nContent-Length: "...)
 	b = strconv.AppendInt(b, int64(len(body)), 10)
 	b = append(b, "\r\n\r\n"...)
 	return append(b, body...)

@@ -45,7 +45,7 @@ func setup(t *testing.T) *env {
 func setupServer(t *testing.T, useTLS bool) *env {
 	t.Helper()
 	t.Cleanup(func() { goleak.VerifyNone(t) })
-	n, err := node.New(node.Config{Engine: memory.New(memory.Config{}), Dev: true})
+	n, err := node.New(node.Config{Engine: memory.New(memory.Config{}), Dev: true, AllowAnonymous: true})
 	if err != nil {
 		t.Fatal(err)
 	}

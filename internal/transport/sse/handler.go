@@ -132,8 +132,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		protocol.WriteHTTPError(w, err)
 		return
 	}
+	cred, err := h.cfg.Node.RequestCredentials(r.Context())
+	if err != nil {
+		protocol.WriteHTTPError(w, err)
+		return
+	}
 	t := &transport{}
-	sess, err := h.cfg.Node.NewSession(t, node.SessionOptions{})
+	sess, err := h.cfg.Node.NewSession(t, node.SessionOptions{Credentials: cred, Authenticated: true})
 	if errors.Is(err, protocol.ErrShuttingDown) {
 		// A draining node answers with a stream that says "reconnect": an
 		// HTTP error would make EventSource give up for good, while its
@@ -147,7 +152,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := newStream(&h.cfg, channels, resume)
-	if err := sess.SubscribeStream(r.Context(), channels, resume); err != nil {
+	if err := sess.SubscribeStream(r.Context(), channels, resume, r.URL.Query()["sub_token"]); err != nil {
 		_, d := sess.Drain(nil)
 		sess.Finish()
 		if d != nil {

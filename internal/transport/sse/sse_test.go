@@ -49,6 +49,7 @@ func setupServer(t *testing.T, ncfg node.Config, scfg sse.Config, wrap func(net.
 	t.Cleanup(func() { goleak.VerifyNone(t) })
 	ncfg.Engine = memory.New(memory.Config{})
 	ncfg.Dev = true
+	ncfg.AllowAnonymous = true
 	n, err := node.New(ncfg)
 	if err != nil {
 		t.Fatal(err)

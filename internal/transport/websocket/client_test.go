@@ -101,7 +101,7 @@ func TestCloseReasonFitsAControlFrame(t *testing.T) {
 }
 
 func TestInboxOverflowDisconnects(t *testing.T) {
-	n, err := node.New(node.Config{Engine: memory.New(memory.Config{}), Dev: true})
+	n, err := node.New(node.Config{Engine: memory.New(memory.Config{}), Dev: true, AllowAnonymous: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,6 +57,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		o.node.Engine = memory.New(memory.Config{})
 	}
 	o.node.Dev = true
+	o.node.AllowAnonymous = true
 	n, err := node.New(o.node)
 	if err != nil {
 		t.Fatal(err)

@@ -191,7 +191,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := newClient(s)
-	sess, err := s.node.NewSession(c, node.SessionOptions{Bidirectional: true})
+	// A token in the handshake (header, query or cookie) was checked by the
+	// server before the upgrade; without one, the connect command brings it.
+	cred, authenticated := node.CredentialsFrom(r.Context())
+	sess, err := s.node.NewSession(c, node.SessionOptions{Bidirectional: true, Credentials: cred, Authenticated: authenticated})
 	if err != nil {
 		protocol.WriteHTTPError(w, err)
 		return

@@ -1,0 +1,388 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/heraldrt/herald/internal/protocol"
+)
+
+// The control bus carries JSON messages between nodes. Every node announces
+// itself at Config.NodeHeartbeat; peers unheard of for three heartbeats are
+// dropped from the cluster view, so a node killed with -9 vanishes from
+// Info within seconds. Requests that need an answer from every node (a
+// user's connections) are surveys: one broadcast, one reply per node sent
+// back to the asker alone.
+const (
+	controlNodeInfo    = "node_info"
+	controlNodeLeave   = "node_leave"
+	controlDisconnect  = "disconnect"
+	controlSurvey      = "survey"
+	controlSurveyReply = "survey_reply"
+)
+
+// surveyConnections is the only survey so far: a user's connections.
+const surveyConnections = "connections"
+
+// maxSurveyReplies bounds the survey replies a node works on at once; a
+// node flooded with surveys drops the excess rather than pile up goroutines.
+const maxSurveyReplies = 16
+
+type controlMessage struct {
+	Type string `json:"type"`
+	From string `json:"from"`
+	Node *Info  `json:"node,omitempty"`
+	// Disconnect and survey filters.
+	User      string `json:"user,omitempty"`
+	Client    string `json:"client,omitempty"`
+	Channel   string `json:"channel,omitempty"`
+	Reconnect bool   `json:"reconnect,omitempty"`
+	// Surveys.
+	SurveyID    string           `json:"survey_id,omitempty"`
+	Op          string           `json:"op,omitempty"`
+	Connections []ConnectionInfo `json:"connections,omitempty"`
+}
+
+// ConnectionInfo describes one client connection somewhere in the cluster.
+type ConnectionInfo struct {
+	Client      string    `json:"client"`
+	User        string    `json:"user"`
+	Node        string    `json:"node"`
+	Transport   string    `json:"transport"`
+	Channels    []string  `json:"channels"`
+	ConnectedAt time.Time `json:"connected_at"`
+}
+
+// ConnectionFilter selects connections; empty fields match everything.
+type ConnectionFilter struct {
+	User    string
+	Client  string
+	Channel string
+}
+
+func (f ConnectionFilter) matches(s *Session) bool {
+	if f.User != "" && s.cred.UserID != f.User {
+		return false
+	}
+	if f.Client != "" && s.id != f.Client {
+		return false
+	}
+	return true
+}
+
+// cluster is this node's view of its peers and its surveys in flight.
+type cluster struct {
+	mu      sync.Mutex
+	peers   map[string]peer
+	surveys map[string]*survey
+	// stopped is set by Shutdown before it waits for wg, so no survey
+	// reply starts after the wait begins.
+	stopped bool
+	// replying bounds concurrent survey replies.
+	replying chan struct{}
+	wg       sync.WaitGroup
+}
+
+type peer struct {
+	info   Info
+	seenAt time.Time
+}
+
+type survey struct {
+	waiting map[string]bool
+	replies []ConnectionInfo
+	done    chan struct{}
+}
+
+func (c *cluster) init() {
+	c.peers = make(map[string]peer)
+	c.surveys = make(map[string]*survey)
+	c.replying = make(chan struct{}, maxSurveyReplies)
+}
+
+// heartbeatLoop announces the node until done is closed, then says goodbye
+// so peers drop it at once instead of after the TTL.
+func (n *Node) heartbeatLoop() {
+	defer n.cluster.wg.Done()
+	t := time.NewTicker(n.cfg.NodeHeartbeat)
+	defer t.Stop()
+	for {
+		info := n.Info()
+		n.sendControl(controlMessage{Type: controlNodeInfo, Node: &info}, "")
+		select {
+		case <-n.done:
+			n.sendControl(controlMessage{Type: controlNodeLeave}, "")
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) sendControl(m controlMessage, toNode string) {
+	m.From = n.id
+	data, err := json.Marshal(m)
+	if err != nil {
+		n.log.Error("control message does not encode", "type", m.Type, "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.NodeHeartbeat)
+	defer cancel()
+	if err := n.engine.PublishControl(ctx, data, toNode); err != nil {
+		n.log.Warn("control message not sent", "type", m.Type, "to", toNode, "err", err)
+	}
+}
+
+// handleControl runs on the engine's delivery path: anything that needs I/O
+// moves to a goroutine.
+func (n *Node) handleControl(data []byte) {
+	var m controlMessage
+	if err := json.Unmarshal(data, &m); err != nil || m.From == "" {
+		n.log.Warn("malformed control message dropped", "bytes", len(data))
+		return
+	}
+	switch m.Type {
+	case controlNodeInfo:
+		if m.Node == nil || m.From == n.id {
+			return
+		}
+		n.cluster.mu.Lock()
+		n.cluster.peers[m.From] = peer{info: *m.Node, seenAt: time.Now()}
+		n.cluster.mu.Unlock()
+	case controlNodeLeave:
+		n.cluster.mu.Lock()
+		delete(n.cluster.peers, m.From)
+		n.cluster.mu.Unlock()
+	case controlDisconnect:
+		n.disconnectLocal(ConnectionFilter{User: m.User, Client: m.Client}, m.Reconnect)
+	case controlSurvey:
+		if m.From != n.id {
+			n.answerSurvey(m)
+		}
+	case controlSurveyReply:
+		n.cluster.mu.Lock()
+		if sv := n.cluster.surveys[m.SurveyID]; sv != nil && sv.waiting[m.From] {
+			delete(sv.waiting, m.From)
+			sv.replies = append(sv.replies, m.Connections...)
+			if len(sv.waiting) == 0 {
+				close(sv.done)
+			}
+		}
+		n.cluster.mu.Unlock()
+	default:
+		n.log.Debug("unknown control message ignored", "type", m.Type)
+	}
+}
+
+func (n *Node) answerSurvey(m controlMessage) {
+	if m.Op != surveyConnections {
+		return
+	}
+	select {
+	case n.cluster.replying <- struct{}{}:
+	default:
+		n.log.Warn("survey dropped: too many in flight", "from", m.From)
+		return
+	}
+	n.cluster.mu.Lock()
+	if n.cluster.stopped {
+		n.cluster.mu.Unlock()
+		<-n.cluster.replying
+		return
+	}
+	n.cluster.wg.Add(1)
+	n.cluster.mu.Unlock()
+	go func() {
+		defer n.cluster.wg.Done()
+		defer func() { <-n.cluster.replying }()
+		conns := n.localConnections(ConnectionFilter{User: m.User, Client: m.Client, Channel: m.Channel})
+		n.sendControl(controlMessage{Type: controlSurveyReply, SurveyID: m.SurveyID, Connections: conns}, m.From)
+	}()
+}
+
+// stop waits for the heartbeat (which says goodbye once n.done is closed)
+// and the survey replies in flight.
+func (c *cluster) stop() {
+	c.mu.Lock()
+	c.stopped = true
+	c.mu.Unlock()
+	c.wg.Wait()
+}
+
+// liveNodes returns this node's and every live peer's info, ordered by id.
+func (n *Node) liveNodes() []Info {
+	deadline := time.Now().Add(-3 * n.cfg.NodeHeartbeat)
+	out := []Info{n.Info()}
+	n.cluster.mu.Lock()
+	for id, p := range n.cluster.peers {
+		if p.seenAt.Before(deadline) {
+			delete(n.cluster.peers, id)
+			continue
+		}
+		out = append(out, p.info)
+	}
+	n.cluster.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Nodes lists every live node of the cluster, this one included.
+func (n *Node) Nodes() []Info { return n.liveNodes() }
+
+// Disconnect closes the matching connections on every node. With reconnect
+// the clients come back (and resume); without, they are told not to.
+func (n *Node) Disconnect(ctx context.Context, f ConnectionFilter, reconnect bool) error {
+	if f.User == "" && f.Client == "" {
+		return protocol.ErrBadRequest.With("user or client required")
+	}
+	data, err := json.Marshal(controlMessage{Type: controlDisconnect, From: n.id, User: f.User, Client: f.Client, Reconnect: reconnect})
+	if err != nil {
+		return err
+	}
+	if err := n.engine.PublishControl(ctx, data, ""); err != nil {
+		return n.engineError("disconnect", err)
+	}
+	return nil
+}
+
+func (n *Node) disconnectLocal(f ConnectionFilter, reconnect bool) {
+	if f.User == "" && f.Client == "" {
+		return
+	}
+	d := protocol.DisconnectForceNoReconnect
+	if reconnect {
+		d = protocol.DisconnectForced
+	}
+	for _, s := range n.sessions.all() {
+		if f.matches(s) {
+			s.Close(d)
+		}
+	}
+}
+
+func (n *Node) localConnections(f ConnectionFilter) []ConnectionInfo {
+	var out []ConnectionInfo
+	for _, s := range n.sessions.all() {
+		if !f.matches(s) {
+			continue
+		}
+		s.mu.Lock()
+		if s.state != stateConnected {
+			s.mu.Unlock()
+			continue
+		}
+		channels := make([]string, 0, len(s.subs))
+		for ch := range s.subs {
+			channels = append(channels, ch)
+		}
+		s.mu.Unlock()
+		if f.Channel != "" && !slices.Contains(channels, f.Channel) {
+			continue
+		}
+		sort.Strings(channels)
+		out = append(out, ConnectionInfo{
+			Client:      s.id,
+			User:        s.cred.UserID,
+			Node:        n.id,
+			Transport:   s.t.Name(),
+			Channels:    channels,
+			ConnectedAt: s.connectedAt,
+		})
+	}
+	return out
+}
+
+// ConnectionsResult is a cluster-wide connection listing. Missing names the
+// live nodes that did not answer in time: their connections are not listed.
+type ConnectionsResult struct {
+	Connections []ConnectionInfo `json:"connections"`
+	Missing     []string         `json:"missing_nodes,omitempty"`
+}
+
+// Connections lists the matching connections on every live node, waiting
+// for each node's answer until ctx ends. A node that stays silent is named
+// in the result rather than failing the whole call.
+func (n *Node) Connections(ctx context.Context, f ConnectionFilter) (ConnectionsResult, error) {
+	if f.User == "" && f.Client == "" && f.Channel == "" {
+		return ConnectionsResult{}, protocol.ErrBadRequest.With("user, client or channel required")
+	}
+	id := newID()
+	sv := &survey{waiting: make(map[string]bool), done: make(chan struct{})}
+	for _, info := range n.liveNodes() {
+		if info.ID != n.id {
+			sv.waiting[info.ID] = true
+		}
+	}
+	local := n.localConnections(f)
+	if len(sv.waiting) == 0 {
+		return ConnectionsResult{Connections: sortConnections(local)}, nil
+	}
+	n.cluster.mu.Lock()
+	n.cluster.surveys[id] = sv
+	n.cluster.mu.Unlock()
+	defer func() {
+		n.cluster.mu.Lock()
+		delete(n.cluster.surveys, id)
+		n.cluster.mu.Unlock()
+	}()
+	data, err := json.Marshal(controlMessage{Type: controlSurvey, From: n.id, SurveyID: id, Op: surveyConnections, User: f.User, Client: f.Client, Channel: f.Channel})
+	if err != nil {
+		return ConnectionsResult{}, err
+	}
+	// Sent to every node: the engines have no multicast, and a node ignores
+	// its own surveys.
+	if err := n.engine.PublishControl(ctx, data, ""); err != nil {
+		return ConnectionsResult{}, n.engineError("survey", err)
+	}
+	select {
+	case <-sv.done:
+	case <-ctx.Done():
+	}
+	n.cluster.mu.Lock()
+	res := ConnectionsResult{Connections: sortConnections(append(local, sv.replies...))}
+	for id := range sv.waiting {
+		res.Missing = append(res.Missing, id)
+	}
+	n.cluster.mu.Unlock()
+	sort.Strings(res.Missing)
+	return res, nil
+}
+
+func sortConnections(c []ConnectionInfo) []ConnectionInfo {
+	sort.Slice(c, func(i, j int) bool {
+		if c[i].Node != c[j].Node {
+			return c[i].Node < c[j].Node
+		}
+		return c[i].Client < c[j].Client
+	})
+	if c == nil {
+		c = []ConnectionInfo{}
+	}
+	return c
+}
+
+// personalChannel names user's personal channel, if personal channels are on
+// and the user id makes a valid channel name.
+func (n *Node) personalChannel(user string) (string, bool) {
+	if n.cfg.PersonalNamespace == "" || user == "" {
+		return "", false
+	}
+	ch := n.cfg.PersonalNamespace + ":#" + user
+	return ch, protocol.ValidChannel(ch)
+}
+
+// SendToUser publishes data on user's personal channel, which every one of
+// the user's connections, on any node, is subscribed to.
+func (n *Node) SendToUser(ctx context.Context, user string, data []byte, ephemeral bool) (protocol.PublishResult, error) {
+	if n.cfg.PersonalNamespace == "" {
+		return protocol.PublishResult{}, protocol.ErrNotAvailable.With("personal channels are off: set personal_namespace")
+	}
+	ch, ok := n.personalChannel(user)
+	if !ok {
+		return protocol.PublishResult{}, protocol.ErrBadRequest.With("user %q makes no valid channel name", truncate(user, 64))
+	}
+	return n.Publish(ctx, protocol.PublishRequest{Channel: ch, Data: data, Ephemeral: ephemeral})
+}

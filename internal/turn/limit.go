@@ -1,0 +1,100 @@
+package turn
+
+import (
+	"net"
+	"sync"
+	"time"
+
+	pionturn "github.com/pion/turn/v5"
+	"golang.org/x/time/rate"
+)
+
+// userLimits holds one token bucket of bytes per user with allocations
+// open, shared by all of that user's allocations.
+type userLimits struct {
+	bytesPerSecond int
+	mu             sync.Mutex
+	byUser         map[string]*userLimit
+}
+
+type userLimit struct {
+	limiter *rate.Limiter
+	conns   int
+}
+
+func newUserLimits(bytesPerSecond int) *userLimits {
+	return &userLimits{bytesPerSecond: bytesPerSecond, byUser: map[string]*userLimit{}}
+}
+
+// acquire returns user's bucket, made on first use; release forgets it
+// when the user's last allocation closes, so the map stays as small as the
+// set of users relaying.
+func (u *userLimits) acquire(user string) *rate.Limiter {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	l := u.byUser[user]
+	if l == nil {
+		// A second's worth of burst, and never less than one large packet.
+		l = &userLimit{limiter: rate.NewLimiter(rate.Limit(u.bytesPerSecond), max(u.bytesPerSecond, 2048))}
+		u.byUser[user] = l
+	}
+	l.conns++
+	return l.limiter
+}
+
+func (u *userLimits) release(user string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if l := u.byUser[user]; l != nil {
+		if l.conns--; l.conns <= 0 {
+			delete(u.byUser, user)
+		}
+	}
+}
+
+// limitedRelay makes UDP relay sockets whose traffic counts against their
+// user's bucket.
+type limitedRelay struct {
+	*pionturn.RelayAddressGeneratorStatic
+	limits *userLimits // nil: no limit
+}
+
+func (r *limitedRelay) AllocatePacketConn(conf pionturn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	conn, addr, err := r.RelayAddressGeneratorStatic.AllocatePacketConn(conf)
+	if err != nil || r.limits == nil {
+		return conn, addr, err
+	}
+	user := conf.UserID
+	return &limitedConn{PacketConn: conn, limiter: r.limits.acquire(user), release: func() { r.limits.release(user) }}, addr, nil
+}
+
+// limitedConn drops packets over the budget instead of waiting: a relay
+// that blocked would stall the allocation's other traffic, and UDP
+// applications expect loss under congestion anyway.
+type limitedConn struct {
+	net.PacketConn
+	limiter *rate.Limiter
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if !c.limiter.AllowN(time.Now(), len(p)) {
+		return len(p), nil
+	}
+	return c.PacketConn.WriteTo(p, addr)
+}
+
+func (c *limitedConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err != nil || c.limiter.AllowN(time.Now(), n) {
+			return n, addr, err
+		}
+	}
+}
+
+func (c *limitedConn) Close() error {
+	c.once.Do(c.release)
+	return c.PacketConn.Close()
+}

@@ -1,0 +1,3 @@
+import { transportSuite } from './suite.js';
+
+transportSuite('websocket');
