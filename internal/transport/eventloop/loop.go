@@ -31,7 +31,7 @@ type LoopConfig struct {
 // connections, and Shutdown it.
 type Loop struct {
 	engine *nbio.Engine
-	probe  *PollerProbe
+	fence  *Fence
 	// mu orders Adopt against the close callback: a connection that closes
 	// the instant it is adopted is reported only once its Conn is set up.
 	mu sync.Mutex
@@ -42,7 +42,7 @@ func NewLoop(cfg LoopConfig) *Loop {
 	if cfg.MaxBufferedBytes <= 0 {
 		cfg.MaxBufferedBytes = 1 << 20
 	}
-	l := &Loop{probe: NewPollerProbe()}
+	l := &Loop{fence: NewFence()}
 	l.engine = nbio.NewEngine(nbio.Config{
 		Name:               cfg.Name,
 		NPoller:            1,
@@ -52,8 +52,13 @@ func NewLoop(cfg LoopConfig) *Loop {
 		ReadBufferSize: 512,
 	})
 	// Input on a push-only connection is ignored; reading it keeps the
-	// kernel from holding it and lets the poller see the peer's close.
-	l.engine.OnData(func(*nbio.Conn, []byte) {})
+	// kernel from holding it and lets the poller see the peer's close. Only
+	// the fence's beacons have a handler of their own.
+	l.engine.OnData(func(c *nbio.Conn, data []byte) {
+		if h := c.DataHandler(); h != nil {
+			h(c, data)
+		}
+	})
 	// nbio reports here, under the connection's lock, what it handed to the
 	// kernel, so WriteAndClose can close once its queue is empty.
 	l.engine.OnWrittenSize(func(c *nbio.Conn, _ []byte, n int) {
@@ -61,11 +66,11 @@ func NewLoop(cfg LoopConfig) *Loop {
 		if conn != nil && conn.unsent.Add(-int64(n)) == 0 && conn.closeWhenSent.Load() {
 			// Close takes the lock held here; this only happens for a
 			// response that a slow reader left queued.
-			go c.Close()
+			go conn.Close()
 		}
 	})
 	l.engine.OnClose(func(c *nbio.Conn, err error) {
-		if l.probe.Closed(c) {
+		if l.fence.Closed(c) {
 			return
 		}
 		l.mu.Lock()
@@ -86,50 +91,68 @@ func (l *Loop) Start() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// A failed probe means a poller is not looping; Stop would hang on it.
-	if err := l.probe.Run(ctx, l.engine, l.engine.NPoller); err != nil {
-		return err
-	}
-	return nil
+	// A poller that does not answer is not looping; Stop would hang on it.
+	return l.fence.Start(ctx, l.engine, l.engine.NPoller)
 }
 
 // Shutdown closes every adopted connection and stops the pollers.
 func (l *Loop) Shutdown(ctx context.Context) error {
-	return l.engine.Shutdown(ctx)
+	err := l.engine.Shutdown(ctx)
+	l.fence.Stop()
+	return err
 }
 
 // Adopt takes conn over: from now on the loop owns it, and onClose is called
 // exactly once, from the loop, when the peer closes it, it fails, or Close is
 // called. conn must not be used afterwards.
 func (l *Loop) Adopt(conn net.Conn, onClose func(error)) (*Conn, error) {
-	c := &Conn{onClose: onClose}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	nc, err := l.engine.AddConn(conn)
+	c := &Conn{onClose: onClose, fence: l.fence}
+	ctx, cancel := context.WithTimeout(context.Background(), adoptTimeout)
+	defer cancel()
+	err := l.fence.Admit(ctx, func() error {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		nc, err := l.engine.AddConn(conn)
+		if err != nil {
+			return err
+		}
+		c.nc = nc
+		nc.SetSession(c)
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("eventloop: adopt: %w", err)
 	}
-	c.nc = nc
-	nc.SetSession(c)
 	return c, nil
 }
+
+// adoptTimeout bounds how long Adopt waits for the pollers to finish the
+// events they hold; they answer in microseconds unless the engine stopped.
+const adoptTimeout = 5 * time.Second
 
 // Conn is an adopted connection. Its methods are safe for concurrent use.
 type Conn struct {
 	nc        *nbio.Conn
+	fence     *Fence
 	onClose   func(error)
 	closeOnce sync.Once
 	// unsent counts the bytes WriteAndClose passed on that have not reached
 	// the kernel yet; closeWhenSent asks for a close when it drops to zero.
 	unsent        atomic.Int64
 	closeWhenSent atomic.Bool
+	// deadline closes a WriteAndClose whose peer does not read.
+	deadline atomic.Pointer[time.Timer]
 }
 
 // Write sends b, or queues what the socket cannot take yet; it never blocks.
 // b may be reused when Write returns. A connection whose queue would exceed
 // the loop's MaxBufferedBytes is closed and Write returns an error.
 func (c *Conn) Write(b []byte) error {
-	if _, err := c.nc.Write(b); err != nil {
+	err := c.fence.Outside(false, func() error {
+		_, err := c.nc.Write(b)
+		return err
+	})
+	if err != nil {
 		return errors.Join(ErrClosed, err)
 	}
 	return nil
@@ -139,7 +162,9 @@ func (c *Conn) Write(b []byte) error {
 // of b has gone to the kernel, or after timeout when the peer does not read
 // it. It never blocks; Close would drop what is still queued.
 func (c *Conn) WriteAndClose(b []byte, timeout time.Duration) error {
-	_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
+	// Not nbio's write deadline: its timer would close the connection
+	// behind the fence.
+	c.deadline.Store(time.AfterFunc(timeout, func() { _ = c.Close() }))
 	c.unsent.Add(int64(len(b)))
 	if err := c.Write(b); err != nil {
 		return err
@@ -154,8 +179,13 @@ func (c *Conn) WriteAndClose(b []byte, timeout time.Duration) error {
 }
 
 // Close closes the connection; onClose follows.
-func (c *Conn) Close() error { return c.nc.Close() }
+func (c *Conn) Close() error { return c.fence.Outside(true, c.nc.Close) }
 
 func (c *Conn) closed(err error) {
-	c.closeOnce.Do(func() { c.onClose(err) })
+	c.closeOnce.Do(func() {
+		if t := c.deadline.Load(); t != nil {
+			t.Stop()
+		}
+		c.onClose(err)
+	})
 }

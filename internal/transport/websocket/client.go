@@ -233,8 +233,10 @@ func (c *client) attach(s socket) {
 	c.sock = s
 	c.mu.Unlock()
 	if c.srv.state.Load() == serverStopped {
-		// Upgraded while Shutdown was already closing connections.
-		s.abort()
+		// Upgraded while Shutdown was already closing connections. Not
+		// here: attach runs inside the upgrade, which holds the socket
+		// library's fence that abort takes.
+		go s.abort()
 		return
 	}
 	// Anything the session queued before the socket existed (a shutdown

@@ -61,8 +61,9 @@ type nbioLibrary struct {
 	engine   *nbhttp.Engine
 	upgrader *nbws.Upgrader
 	started  atomic.Bool
-	// probe proves at start that the pollers loop (see eventloop.PollerProbe).
-	probe *eventloop.PollerProbe
+	// fence keeps a closed connection's events from reaching a new one,
+	// and proves at start that the pollers loop (see eventloop.Fence).
+	fence *eventloop.Fence
 
 	// pending holds upgrades between the hijack and nbio's open callback,
 	// keyed by the connection's addresses: the open callback gets only the
@@ -87,8 +88,8 @@ func newNBIO(cfg nbioConfig) *nbioLibrary {
 	})
 	l.engine.OnOpen(l.onOpen)
 	l.engine.OnWrittenSize(l.onWritten)
-	l.probe = eventloop.NewPollerProbe()
-	l.engine.OnClose(func(c net.Conn, _ error) { l.probe.Closed(c) })
+	l.fence = eventloop.NewFence()
+	l.engine.OnClose(func(c net.Conn, _ error) { l.fence.Closed(c) })
 
 	u := nbws.NewUpgrader()
 	u.Engine = l.engine
@@ -118,7 +119,7 @@ func (l *nbioLibrary) start() error {
 	// Until every poller loops, a shutdown would be lost and hang.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := l.probe.Run(ctx, l.engine.Engine, l.engine.NPoller); err != nil {
+	if err := l.fence.Start(ctx, l.engine.Engine, l.engine.NPoller); err != nil {
 		return err
 	}
 	l.started.Store(true)
@@ -134,6 +135,7 @@ func (l *nbioLibrary) shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		l.engine.Stop()
+		l.fence.Stop()
 		close(done)
 	}()
 	select {
@@ -149,7 +151,12 @@ func (l *nbioLibrary) upgrade(w http.ResponseWriter, r *http.Request, ev events)
 	hj := &hijacker{ResponseWriter: w, lib: l, sock: s}
 	// true: move a *net.TCPConn to the pollers; false: do not start a reading
 	// goroutine for a blocking-mode connection before it is attached.
-	wsc, err := l.upgrader.Upgrade(hj, r, nil, true, false)
+	var wsc *nbws.Conn
+	err := l.fence.Admit(r.Context(), func() error {
+		var err error
+		wsc, err = l.upgrader.Upgrade(hj, r, nil, true, false)
+		return err
+	})
 	if hj.keyed {
 		l.mu.Lock()
 		if l.pending[hj.key] == s {
@@ -180,9 +187,6 @@ func (l *nbioLibrary) upgrade(w http.ResponseWriter, r *http.Request, ev events)
 // onOpen runs inside the upgrade, after nbio has registered the duplicated
 // connection with a poller and before it writes the handshake response.
 func (l *nbioLibrary) onOpen(c net.Conn) {
-	if l.probe.Owns(c) {
-		return
-	}
 	nbc, ok := c.(*nbio.Conn)
 	if !ok {
 		return
@@ -285,7 +289,7 @@ func (s *nbioSocket) onData(c *nbio.Conn, data []byte) {
 		}
 		s.ev.tooLarge()
 	case guardPeerClosed:
-		s.abort()
+		s.abortInLoop()
 	}
 }
 
@@ -293,7 +297,7 @@ func (s *nbioSocket) writeText(p []byte) error {
 	// Count before writing: nbio reports what the kernel took from inside
 	// the write call.
 	s.pending.Add(int64(len(p)))
-	if err := s.wsc.WriteMessage(nbws.TextMessage, p); err != nil {
+	if err := s.outside(false, func() error { return s.wsc.WriteMessage(nbws.TextMessage, p) }); err != nil {
 		s.written(len(p))
 		return err
 	}
@@ -337,7 +341,7 @@ func (s *nbioSocket) closeWith(code uint16, reason string) {
 	if !s.closing.CompareAndSwap(false, true) {
 		return
 	}
-	_ = s.wsc.WriteClose(int(code), reason)
+	_ = s.outside(false, func() error { return s.wsc.WriteClose(int(code), reason) })
 	s.mu.Lock()
 	if !s.done.Load() {
 		s.closeTimer = time.AfterFunc(s.lib.cfg.closeTimeout, s.abort)
@@ -347,10 +351,23 @@ func (s *nbioSocket) closeWith(code uint16, reason string) {
 
 func (s *nbioSocket) abort() {
 	if s.nbc != nil {
-		_ = s.nbc.Close()
+		_ = s.lib.fence.Outside(true, s.nbc.Close)
 		return
 	}
 	_ = s.raw.Conn.Close()
+}
+
+// abortInLoop is abort from the poller, while it handles this connection's
+// own event: the fence is not needed there, and would wait on Admit.
+func (s *nbioSocket) abortInLoop() { _ = s.nbc.Close() }
+
+// outside runs a write from outside the pollers behind the fence; a
+// blocking-mode connection is not polled and needs none.
+func (s *nbioSocket) outside(closes bool, op func() error) error {
+	if s.nbc == nil {
+		return op()
+	}
+	return s.lib.fence.Outside(closes, op)
 }
 
 // finish reports the end of the connection once.
