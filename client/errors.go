@@ -51,6 +51,7 @@ const (
 	CodeMessageTooLarge   uint32 = 114
 	CodeConnectFirst      uint32 = 115
 	CodeShuttingDown      uint32 = 116 // the server is draining; the client reconnects
+	CodeNoRecipient       uint32 = 117 // a signal's recipient is not in the room
 )
 
 // temporary reports whether a command failing with code may succeed if

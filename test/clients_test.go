@@ -20,10 +20,12 @@ import (
 
 // event is what a test client observed, whatever the transport.
 type event struct {
-	kind    string // "publication" or "subscribed"
+	kind    string // "publication", "subscribed" or "signal"
 	channel string
-	offset  uint64
-	data    json.RawMessage
+	// from is the client that sent a signal.
+	from   string
+	offset uint64
+	data   json.RawMessage
 	// recovered and wasRecovering describe a subscription (kind "subscribed").
 	recovered, wasRecovering bool
 	// token resumes the stream right after this event.
@@ -107,6 +109,8 @@ type wsConn struct {
 	closeCode websocket.StatusCode
 	// readErr is why the read loop ended, for failure messages.
 	readErr error
+	// id is the client id the connect reply gave.
+	id string
 }
 
 func openWebSocket(ctx context.Context, base string, channels []string, resume any) (conn, error) {
@@ -119,10 +123,17 @@ func openWebSocket(ctx context.Context, base string, channels []string, resume a
 	w := &wsConn{c: c, cancel: cancel, out: make(chan event, 100000), done: make(chan struct{}),
 		pending: map[uint32]pendingCall{}, pos: map[string]protocol.StreamPosition{}}
 	go w.read(readCtx)
-	if _, err := w.call(ctx, "connect", map[string]any{}, nil); err != nil {
+	connected, err := w.call(ctx, "connect", map[string]any{}, nil)
+	if err != nil {
 		w.close()
 		return nil, err
 	}
+	var cr protocol.ConnectResult
+	if err := json.Unmarshal(connected, &cr); err != nil {
+		w.close()
+		return nil, err
+	}
+	w.id = cr.Client
 	prev, _ := resume.(map[string]protocol.StreamPosition)
 	for _, ch := range channels {
 		params := map[string]any{"channel": ch}
@@ -219,6 +230,10 @@ func (w *wsConn) read(ctx context.Context) {
 			switch typ {
 			case "ping":
 				_ = w.c.Write(ctx, websocket.MessageText, []byte(`{"method":"pong"}`))
+			case "signal":
+				var sp protocol.SignalPush
+				_ = json.Unmarshal(line, &sp)
+				w.out <- event{kind: "signal", channel: sp.Channel, from: sp.From.Client, data: sp.Data}
 			case "publication":
 				var p protocol.Publication
 				_ = json.Unmarshal(line, &p)

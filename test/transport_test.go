@@ -27,6 +27,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.IgnoreCurrent()) }
 func startServer(t *testing.T, tweak func(*server.Config)) string {
 	t.Helper()
 	cfg := server.Defaults()
+	cfg.Addr = "127.0.0.1:0"
 	cfg.Engine = "memory"
 	cfg.Dev = true
 	cfg.APIKey = apiKey

@@ -112,7 +112,7 @@ func TestServe(t *testing.T) {
 	var stderr testkit.LockedBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "--dev", "--engine", "memory", "--addr", "127.0.0.1:0", "--log-level", "debug"}, io.Discard, &stderr)
+		done <- run(ctx, []string{"serve", "--dev", "--engine", "memory", "--addr", "127.0.0.1:0", "--turn-addr", "127.0.0.1:0", "--log-level", "debug"}, io.Discard, &stderr)
 	}()
 	var addr string
 	testkit.WaitFor(t, 10*time.Second, "the listening log line", func() bool {

@@ -41,6 +41,8 @@ type controlMessage struct {
 	Client    string `json:"client,omitempty"`
 	Channel   string `json:"channel,omitempty"`
 	Reconnect bool   `json:"reconnect,omitempty"`
+	// Signals: the recipient is Client, the room Channel.
+	Frame json.RawMessage `json:"frame,omitempty"`
 	// Surveys.
 	SurveyID    string           `json:"survey_id,omitempty"`
 	Op          string           `json:"op,omitempty"`
@@ -158,6 +160,10 @@ func (n *Node) handleControl(data []byte) {
 		n.cluster.mu.Unlock()
 	case controlDisconnect:
 		n.disconnectLocal(ConnectionFilter{User: m.User, Client: m.Client}, m.Reconnect)
+	case controlSignal:
+		if m.From != n.id && m.Client != "" && len(m.Frame) > 0 {
+			n.deliverSignal(m.Client, m.Channel, m.Frame)
+		}
 	case controlSurvey:
 		if m.From != n.id {
 			n.answerSurvey(m)

@@ -65,6 +65,9 @@ type NamespaceOptions struct {
 	// who may subscribe to it: "dm:alice,bob". Any channel whose name has a
 	// '#' is user-limited this way without this option: "notifications#alice".
 	UserLimited bool `koanf:"user_limited" json:"user_limited"`
+	// WebRTC makes every channel of the namespace a room: its members (its
+	// presence) may send signals to one another. It needs Presence.
+	WebRTC bool `koanf:"webrtc" json:"webrtc"`
 }
 
 // Validate checks the options for values that cannot work.
@@ -74,6 +77,9 @@ func (o NamespaceOptions) Validate() error {
 	}
 	if o.HistorySize < 0 || o.HistoryTTL < 0 {
 		return fmt.Errorf("namespace %q: history_size and history_ttl must not be negative", o.Name)
+	}
+	if o.WebRTC && !o.Presence {
+		return fmt.Errorf("namespace %q: webrtc needs presence, which says who is in a room", o.Name)
 	}
 	if o.HistorySize > 0 && o.HistoryTTL == 0 {
 		return fmt.Errorf("namespace %q: history_size needs a history_ttl so history is bounded in age", o.Name)
@@ -99,6 +105,7 @@ func DevNamespace(name string) NamespaceOptions {
 		Publish:        AccessAnyone,
 		HistoryAccess:  AccessAnyone,
 		PresenceAccess: AccessAnyone,
+		WebRTC:         true,
 	}
 }
 

@@ -89,6 +89,9 @@ type Config struct {
 	// server-side, so SendToUser reaches the user on whichever nodes and
 	// connections they hold. The namespace must be configured.
 	PersonalNamespace string
+	// ICEServers, when set, answers clients asking for STUN and TURN
+	// servers; when nil they get none.
+	ICEServers ICEServersFunc
 }
 
 func (c *Config) setDefaults() {
@@ -568,6 +571,12 @@ func (r *sessionRegistry) remove(s *Session) {
 		close(r.emptied)
 		r.emptied = nil
 	}
+}
+
+func (r *sessionRegistry) get(id string) *Session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.byID[id]
 }
 
 func (r *sessionRegistry) all() []*Session {

@@ -381,6 +381,16 @@ func (s *Session) handleCommand(ctx context.Context, c *protocol.Command) {
 		}
 		res, err := s.n.clientPresenceStats(ctx, s.credentials(), req.Channel, s.authorizationFor(req.Channel))
 		s.reply(c.ID, res, err)
+	case protocol.MethodSignal:
+		var req protocol.SignalRequest
+		if err := protocol.DecodeParams(c, &req); err != nil {
+			s.reply(c.ID, nil, err)
+			return
+		}
+		s.reply(c.ID, struct{}{}, s.signal(ctx, req))
+	case protocol.MethodICEServers:
+		res, err := s.iceServers()
+		s.reply(c.ID, res, err)
 	case protocol.MethodPing:
 		s.reply(c.ID, struct{}{}, nil)
 	default:

@@ -46,6 +46,7 @@ var (
 	ErrMessageTooLarge   = &Error{Code: 114, Message: "message too large"}
 	ErrNotConnected      = &Error{Code: 115, Message: "connect first"}
 	ErrShuttingDown      = &Error{Code: 116, Message: "server shutting down"}
+	ErrNoRecipient       = &Error{Code: 117, Message: "recipient not found"}
 )
 
 // AsError returns err as a client-facing *Error. Errors that carry no protocol

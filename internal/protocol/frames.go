@@ -21,7 +21,44 @@ const (
 	MethodRefresh = "refresh"
 	// MethodPong answers a server ping push; it carries no id and gets no reply.
 	MethodPong = "pong"
+	// MethodSignal sends WebRTC signaling (an offer, an answer, an ICE
+	// candidate) to one member of a room.
+	MethodSignal = "signal"
+	// MethodICEServers asks for the STUN and TURN servers, with short-lived
+	// TURN credentials, to configure a peer connection with.
+	MethodICEServers = "ice_servers"
 )
+
+// SignalRequest sends Data, opaque to the server, to the member To of the
+// WebRTC room Channel; the sender must be a member too.
+type SignalRequest struct {
+	Channel string          `json:"channel"`
+	To      string          `json:"to"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// SignalPush delivers a signal to its recipient alone.
+type SignalPush struct {
+	Type    string          `json:"type"`
+	Channel string          `json:"channel"`
+	From    ClientInfo      `json:"from"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// ICEServer has the fields of the WebRTC RTCIceServer dictionary, so a
+// browser passes it to RTCPeerConnection unchanged.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
+// ICEServersResult answers MethodICEServers. TTL is how many seconds the
+// TURN credentials work; a client asks again before then.
+type ICEServersResult struct {
+	ICEServers []ICEServer `json:"ice_servers"`
+	TTL        int         `json:"ttl,omitempty"`
+}
 
 // Push types the server sends without a command id.
 const (
@@ -38,6 +75,9 @@ const (
 	// PushRefresh asks the client to send a fresh token (MethodRefresh)
 	// before its current one expires.
 	PushRefresh = "refresh"
+	// PushSignal carries a signal another member of a room sent to this
+	// client alone.
+	PushSignal = "signal"
 )
 
 // MaxCommandsPerFrame bounds how many newline-separated commands one inbound

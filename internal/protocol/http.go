@@ -14,7 +14,7 @@ func HTTPStatus(e *Error) int {
 		return http.StatusForbidden
 	case ErrUnknownChannel.Code:
 		return http.StatusNotFound
-	case ErrMethodNotFound.Code:
+	case ErrMethodNotFound.Code, ErrNoRecipient.Code:
 		return http.StatusNotFound
 	case ErrAlreadySubscribed.Code, ErrBadRequest.Code, ErrInvalidChannel.Code, ErrInvalidPosition.Code, ErrNotSubscribed.Code, ErrNotConnected.Code:
 		return http.StatusBadRequest

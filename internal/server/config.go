@@ -140,6 +140,7 @@ type Config struct {
 	Auth auth.Config `koanf:"auth"`
 	TLS  TLSConfig   `koanf:"tls"`
 	SSE  SSEConfig   `koanf:"sse"`
+	TURN TURNConfig  `koanf:"turn"`
 
 	// Namespaces configure channels by the part of their name before ':';
 	// the one named "" holds channels without a colon. When the list is
@@ -207,6 +208,7 @@ func Defaults() Config {
 			KeepAlive: 15 * time.Second,
 			Retry:     2 * time.Second,
 		},
+		TURN:       defaultTURN(),
 		Namespaces: []node.NamespaceOptions{},
 	}
 }
@@ -322,6 +324,7 @@ func (c *Config) Validate() error {
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		bad("tls", "cert_file and key_file go together")
 	}
+	c.TURN.validate(bad, c.TLS.CertFile != "")
 	if err := c.Auth.Validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -144,6 +144,15 @@ func TestValidate(t *testing.T) {
 		{"allowed_origins", func(c *Config) { c.AllowedOrigins = []string{"example.com"} }},
 		{"namespaces[0]", func(c *Config) { c.Namespaces = []node.NamespaceOptions{{Name: "chat", Publish: "everyone"}} }},
 		{"namespaces[1]", func(c *Config) { c.Namespaces = []node.NamespaceOptions{{Name: "a"}, {Name: "a"}} }},
+		{"namespaces[0]", func(c *Config) { c.Namespaces = []node.NamespaceOptions{{Name: "call", WebRTC: true}} }},
+		{"turn.enabled", func(c *Config) { c.TURN.Enabled = "yes" }},
+		{"turn.addr", func(c *Config) { c.TURN.Addr = "localhost:3478" }},
+		{"turn.public_ip", func(c *Config) { c.TURN.Addr = "0.0.0.0:3478" }},
+		{"turn.tls_addr", func(c *Config) { c.TURN.TLSAddr = "127.0.0.1:5349" }},
+		{"turn.secret", func(c *Config) { c.TURN.Secret = "short" }},
+		{"turn.credential_ttl", func(c *Config) { c.TURN.CredentialTTL = 0 }},
+		{"turn.allowed_peers", func(c *Config) { c.TURN.AllowedPeers = []string{"10.0.0.0/33"} }},
+		{"turn.user_bitrate", func(c *Config) { c.TURN.UserBitrate = -1 }},
 	}
 	for _, c := range cases {
 		cfg := Defaults()

@@ -81,6 +81,16 @@ func optionTable() []option {
 		{key: "tls.key_file", help: "PEM private key of tls.cert_file."},
 		{key: "sse.keep_alive", help: "Interval of SSE keep-alive comments, which stop proxies from closing idle streams."},
 		{key: "sse.retry", help: "Reconnect delay suggested to SSE clients (EventSource)."},
+		{key: "turn.enabled", help: `Embedded STUN/TURN server for WebRTC peers: "auto" runs it in dev mode only (a busy port is then a warning), "on" always, "off" never.`},
+		{key: "turn.addr", flag: "turn-addr", help: "IP:port the STUN/TURN server listens on, UDP and TCP alike (3478 is the standard port). Port 0 picks a free one."},
+		{key: "turn.public_ip", help: "Address peers reach the relay at, carried in relayed candidates; required when turn.addr is 0.0.0.0 or [::]. Empty: turn.addr's host."},
+		{key: "turn.tls_addr", help: "Also serve TURN over TLS (turns:) on this IP:port, with tls.cert_file. Empty: off."},
+		{key: "turn.secret", help: "Secret signing the short-lived TURN credentials (username expiry:user, HMAC password); at least 32 bytes. Empty: random per process, fine unless TURN sits behind a load balancer."},
+		{key: "turn.realm", help: "Realm of the TURN server's authentication."},
+		{key: "turn.credential_ttl", help: "How long TURN credentials handed to a client work."},
+		{key: "turn.allowed_peers", help: "Loopback, private or link-local prefixes the relay may reach anyway (it refuses them otherwise, so it cannot be turned on the server's own network). Empty in dev mode: loopback and private networks. In the environment: comma-separated."},
+		{key: "turn.max_allocations_per_user", help: "Relay allocations one user may hold at once; 0: no limit."},
+		{key: "turn.user_bitrate", help: "Bytes per second one user's relay allocations may carry, both directions together; beyond it packets are dropped. 0: no limit."},
 		{key: "namespaces", help: `Channel options by namespace, the part of a channel name before ':'; the namespace "" holds channels without a colon. Access values: nobody, authenticated, anyone (unset denies). Empty list: dev mode opens everything; otherwise only a closed default namespace exists. In the environment: a JSON array.`},
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/heraldrt/herald/internal/transport/poll"
 	"github.com/heraldrt/herald/internal/transport/sse"
 	"github.com/heraldrt/herald/internal/transport/websocket"
+	"github.com/heraldrt/herald/internal/turn"
 	"github.com/heraldrt/herald/web"
 )
 
@@ -46,6 +47,8 @@ type Server struct {
 	http   *http.Server
 	// stopAuth ends the verifier's background JWKS refresh.
 	stopAuth context.CancelFunc
+	// turn is the STUN/TURN server while it runs.
+	turn atomic.Pointer[turn.Server]
 
 	ran      atomic.Bool
 	draining atomic.Bool
@@ -159,6 +162,7 @@ func (s *Server) wire(verifier *auth.Verifier) error {
 		IdempotencyTTL:           cfg.IdempotencyTTL,
 		NodeHeartbeat:            cfg.NodeHeartbeat,
 		PersonalNamespace:        cfg.PersonalNamespace,
+		ICEServers:               s.iceServers,
 	})
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
@@ -280,6 +284,11 @@ func (s *Server) Run(ctx context.Context) error {
 		return errors.Join(err, s.release())
 	}
 	defer stopPprof()
+	// Like the listener, a busy TURN port fails before the rest starts.
+	if err := s.startTURN(); err != nil {
+		_ = ln.Close()
+		return errors.Join(err, s.release())
+	}
 	if err := s.start(ctx); err != nil {
 		_ = ln.Close()
 		return errors.Join(err, s.release())
@@ -374,6 +383,9 @@ func (s *Server) release() error {
 func (s *Server) stop(ctx context.Context, wsStarted bool) error {
 	defer s.stopAuth()
 	var errs []error
+	if err := s.stopTURN(); err != nil {
+		errs = append(errs, fmt.Errorf("server: turn: %w", err))
+	}
 	if err := s.node.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("server: node shutdown: %w", err))
 	}

@@ -48,6 +48,7 @@ func testConfig() Config {
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	// Tests that want dev mode's ticker feed turn it on themselves.
 	cfg.DemoTicker = 0
+	cfg.TURN.Addr = "127.0.0.1:0"
 	return cfg
 }
 

@@ -86,7 +86,9 @@ func StartHerald(t testing.TB, bin string, args ...string) *Herald {
 	t.Helper()
 	h := &Herald{done: make(chan struct{})}
 	h.cmd = exec.Command(bin, append([]string{"serve"}, args...)...)
-	h.cmd.Env = append(os.Environ(), "HERALD_LOG_FORMAT=text")
+	// A free TURN port, so that servers side by side never contend for
+	// 3478; a --turn-addr flag still overrides it.
+	h.cmd.Env = append(os.Environ(), "HERALD_LOG_FORMAT=text", "HERALD_TURN__ADDR=127.0.0.1:0")
 	stderr, err := h.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

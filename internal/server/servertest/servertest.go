@@ -32,6 +32,10 @@ func Start(t testing.TB, cfg server.Config) *Server {
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
 	}
+	if cfg.TURN.Addr == server.Defaults().TURN.Addr {
+		// Tests run servers side by side: never the standard TURN port.
+		cfg.TURN.Addr = "127.0.0.1:0"
+	}
 	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)

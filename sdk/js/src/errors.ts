@@ -20,6 +20,7 @@ export const ErrorCodes = {
   MessageTooLarge: 114,
   ConnectFirst: 115,
   ShuttingDown: 116,
+  NoRecipient: 117,
 } as const;
 
 /**

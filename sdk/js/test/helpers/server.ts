@@ -51,7 +51,8 @@ export class HeraldServer {
   }
 
   private run(addr: string): Promise<void> {
-    const args = ['serve', '--dev', '--engine', this.opts.engine!, '--addr', addr, '--api-key', API_KEY];
+    // A free TURN port, so that test servers never contend for 3478.
+    const args = ['serve', '--dev', '--engine', this.opts.engine!, '--addr', addr, '--api-key', API_KEY, '--turn-addr', '127.0.0.1:0'];
     if (this.opts.dataDir) args.push('--data-dir', this.opts.dataDir);
     args.push(...(this.opts.args ?? []));
     const proc = spawn(inject('heraldBin'), args, {

@@ -1,0 +1,342 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/heraldrt/herald/internal/node"
+	"github.com/heraldrt/herald/internal/protocol"
+	"github.com/heraldrt/herald/internal/server"
+	"github.com/heraldrt/herald/internal/testkit"
+)
+
+// signalMessage is what the test's peers put in a signal's data, in the
+// shapes docs/protocol.md gives.
+type signalMessage struct {
+	SDP       *webrtc.SessionDescription `json:"description,omitempty"`
+	Candidate *webrtc.ICECandidateInit   `json:"candidate,omitempty"`
+}
+
+// rtcPeer is a pion peer connection whose signaling goes through a Herald
+// WebSocket connection.
+type rtcPeer struct {
+	t    *testing.T
+	ws   *wsConn
+	room string
+	pc   *webrtc.PeerConnection
+	// remote is the client id of the other peer.
+	remote string
+	// pending holds candidates that arrive before the remote description.
+	pending []webrtc.ICECandidateInit
+}
+
+// iceServers asks Herald for its STUN/TURN servers and credentials.
+func iceServers(t *testing.T, ctx context.Context, ws *wsConn) protocol.ICEServersResult {
+	t.Helper()
+	raw, err := ws.call(ctx, protocol.MethodICEServers, struct{}{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res protocol.ICEServersResult
+	if err := json.Unmarshal(raw, &res); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// newRelayPeer builds a peer connection that may only use relayed
+// candidates, through the TURN server Herald names.
+func newRelayPeer(t *testing.T, ctx context.Context, ws *wsConn, room string) *rtcPeer {
+	t.Helper()
+	res := iceServers(t, ctx, ws)
+	cfg := webrtc.Configuration{ICETransportPolicy: webrtc.ICETransportPolicyRelay}
+	for _, s := range res.ICEServers {
+		cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	var se webrtc.SettingEngine
+	// The relay lives on loopback in this test; pion skips loopback unless told.
+	se.SetIncludeLoopbackCandidate(true)
+	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se)).NewPeerConnection(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	p := &rtcPeer{t: t, ws: ws, room: room, pc: pc}
+	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c == nil {
+			return
+		}
+		init := c.ToJSON()
+		p.send(signalMessage{Candidate: &init})
+	})
+	return p
+}
+
+func (p *rtcPeer) send(m signalMessage) {
+	data, err := json.Marshal(m)
+	if err != nil {
+		p.t.Error(err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.ws.call(ctx, protocol.MethodSignal, protocol.SignalRequest{Channel: p.room, To: p.remote, Data: data}, nil); err != nil {
+		p.t.Errorf("signal to %s: %v", p.remote, err)
+	}
+}
+
+// handle applies one signal from the other peer, answering offers.
+func (p *rtcPeer) handle(e event) error {
+	if e.from != p.remote || e.channel != p.room {
+		return fmt.Errorf("signal from %q in %q, want %q in %q", e.from, e.channel, p.remote, p.room)
+	}
+	var m signalMessage
+	if err := json.Unmarshal(e.data, &m); err != nil {
+		return err
+	}
+	switch {
+	case m.SDP != nil:
+		if err := p.pc.SetRemoteDescription(*m.SDP); err != nil {
+			return err
+		}
+		for _, c := range p.pending {
+			if err := p.pc.AddICECandidate(c); err != nil {
+				return err
+			}
+		}
+		p.pending = nil
+		if m.SDP.Type == webrtc.SDPTypeOffer {
+			answer, err := p.pc.CreateAnswer(nil)
+			if err != nil {
+				return err
+			}
+			if err := p.pc.SetLocalDescription(answer); err != nil {
+				return err
+			}
+			p.send(signalMessage{SDP: p.pc.LocalDescription()})
+		}
+	case m.Candidate != nil:
+		if p.pc.RemoteDescription() == nil {
+			p.pending = append(p.pending, *m.Candidate)
+			return nil
+		}
+		return p.pc.AddICECandidate(*m.Candidate)
+	}
+	return nil
+}
+
+// pump applies the signals p's connection receives until ctx ends.
+func (p *rtcPeer) pump(ctx context.Context, errs chan<- error) {
+	for {
+		select {
+		case e := <-p.ws.events():
+			if e.kind != "signal" {
+				continue
+			}
+			if err := p.handle(e); err != nil {
+				errs <- err
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Two pion peers in this process find each other through Herald's
+// signaling (a room channel, directed offer, answer and ICE candidates) and
+// exchange data over a connection that may only use Herald's TURN relay.
+func TestWebRTCPeersConnectThroughSignalingAndRelay(t *testing.T) {
+	base := startServer(t, func(c *server.Config) { c.TURN.Enabled = "on" })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const room = "call:relay"
+	open := func() *wsConn {
+		c, err := openWebSocket(ctx, base, []string{room}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.close)
+		return c.(*wsConn)
+	}
+	alice, bob := open(), open()
+
+	res := iceServers(t, ctx, alice)
+	if len(res.ICEServers) != 1 || res.TTL <= 0 {
+		t.Fatalf("ice servers %+v, want one TURN server with a ttl", res)
+	}
+	turnURLs := strings.Join(res.ICEServers[0].URLs, " ")
+	for _, want := range []string{"stun:127.0.0.1:", "turn:127.0.0.1:", "?transport=udp", "?transport=tcp"} {
+		if !strings.Contains(turnURLs, want) {
+			t.Errorf("TURN URLs %q lack %q", turnURLs, want)
+		}
+	}
+	if user := res.ICEServers[0].Username; !strings.Contains(user, ":anonymous-") {
+		t.Errorf("username %q is not expiry:user", user)
+	}
+
+	a, b := newRelayPeer(t, ctx, alice, room), newRelayPeer(t, ctx, bob, room)
+	a.remote, b.remote = bob.id, alice.id
+	errs := make(chan error, 2)
+	go a.pump(ctx, errs)
+	go b.pump(ctx, errs)
+
+	received := map[string]chan string{"alice": make(chan string, 1), "bob": make(chan string, 1)}
+	b.pc.OnDataChannel(func(dc *webrtc.DataChannel) {
+		dc.OnMessage(func(m webrtc.DataChannelMessage) {
+			received["bob"] <- string(m.Data)
+			_ = dc.SendText("hello alice")
+		})
+	})
+	dc, err := a.pc.CreateDataChannel("chat", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc.OnOpen(func() { _ = dc.SendText("hello bob") })
+	dc.OnMessage(func(m webrtc.DataChannelMessage) { received["alice"] <- string(m.Data) })
+
+	offer, err := a.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	a.send(signalMessage{SDP: a.pc.LocalDescription()})
+
+	for _, who := range []string{"bob", "alice"} {
+		select {
+		case got := <-received[who]:
+			if want := "hello " + who; got != want {
+				t.Fatalf("%s got %q, want %q", who, got, want)
+			}
+		case err := <-errs:
+			t.Fatal(err)
+		case <-ctx.Done():
+			t.Fatalf("%s got nothing over the data channel: ICE %s / %s", who, a.pc.ICEConnectionState(), b.pc.ICEConnectionState())
+		}
+	}
+	for name, p := range map[string]*rtcPeer{"alice": a, "bob": b} {
+		pair, err := p.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+		if err != nil || pair == nil {
+			t.Fatalf("%s: no selected candidate pair: %v", name, err)
+		}
+		if pair.Local.Typ != webrtc.ICECandidateTypeRelay {
+			t.Errorf("%s talks over a %s candidate, want relay", name, pair.Local.Typ)
+		}
+	}
+}
+
+// A signal reaches only a member of the room, from a member, and only in a
+// WebRTC namespace; each refusal has its error code.
+func TestSignalRefusals(t *testing.T) {
+	base := startServer(t, func(c *server.Config) {
+		c.Dev = false
+		c.AllowAnonymous = true
+		open := func(name string, webrtc bool) node.NamespaceOptions {
+			return node.NamespaceOptions{Name: name, Presence: true, WebRTC: webrtc, Subscribe: node.AccessAnyone, Publish: node.AccessAnyone, PresenceAccess: node.AccessAnyone}
+		}
+		c.Namespaces = []node.NamespaceOptions{open("call", true), open("chat", false)}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	open := func(channels ...string) *wsConn {
+		c, err := openWebSocket(ctx, base, channels, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.close)
+		return c.(*wsConn)
+	}
+	alice, bob, outsider := open("call:a", "chat:a"), open("call:a", "chat:a"), open()
+	signal := func(from *wsConn, channel, to string) error {
+		_, err := from.call(ctx, protocol.MethodSignal, protocol.SignalRequest{Channel: channel, To: to, Data: json.RawMessage(`{"x":1}`)}, nil)
+		return err
+	}
+	code := func(err error) uint32 {
+		var ce *clientError
+		if errors.As(err, &ce) {
+			return ce.code
+		}
+		return 0
+	}
+	if err := signal(alice, "call:a", bob.id); err != nil {
+		t.Fatalf("member to member: %v", err)
+	}
+	select {
+	case e := <-bob.events():
+		for e.kind != "signal" {
+			e = <-bob.events()
+		}
+		if e.from != alice.id || string(e.data) != `{"x":1}` {
+			t.Fatalf("bob got %+v", e)
+		}
+	case <-ctx.Done():
+		t.Fatal("bob got no signal")
+	}
+	for _, c := range []struct {
+		name    string
+		from    *wsConn
+		channel string
+		to      string
+		want    uint32
+	}{
+		{"recipient not in the room", alice, "call:a", outsider.id, protocol.ErrNoRecipient.Code},
+		{"sender not in the room", outsider, "call:a", alice.id, protocol.ErrNotSubscribed.Code},
+		{"not a WebRTC namespace", alice, "chat:a", bob.id, protocol.ErrNotAvailable.Code},
+		{"to oneself", alice, "call:a", alice.id, protocol.ErrBadRequest.Code},
+	} {
+		if got := code(signal(c.from, c.channel, c.to)); got != c.want {
+			t.Errorf("%s: error code %d, want %d", c.name, got, c.want)
+		}
+	}
+}
+
+// A signal reaches a member connected to another node: the control bus
+// carries it to the node that holds the recipient.
+func TestSignalAcrossNodes(t *testing.T) {
+	url, _ := testkit.StartRedis(t)
+	node := func() string {
+		return startServer(t, func(c *server.Config) {
+			c.Engine = server.EngineRedis
+			c.RedisURL = url
+			c.EnginePrefix = "signal"
+		})
+	}
+	first, second := node(), node()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	open := func(base string) *wsConn {
+		c, err := openWebSocket(ctx, base, []string{"call:across"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.close)
+		return c.(*wsConn)
+	}
+	alice, bob := open(first), open(second)
+	if _, err := alice.call(ctx, protocol.MethodSignal, protocol.SignalRequest{Channel: "call:across", To: bob.id, Data: json.RawMessage(`{"hi":"bob"}`)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case e := <-bob.events():
+			if e.kind != "signal" {
+				continue
+			}
+			if e.from != alice.id || string(e.data) != `{"hi":"bob"}` {
+				t.Fatalf("bob got %+v", e)
+			}
+			return
+		case <-ctx.Done():
+			t.Fatal("the signal did not cross to bob's node")
+		}
+	}
+}
