@@ -4,11 +4,8 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/heraldrt/herald/internal/engine"
 	"github.com/heraldrt/herald/internal/engine/durable"
 	"github.com/heraldrt/herald/internal/engine/enginetest"
 )
@@ -27,36 +24,9 @@ func BenchmarkDurablePublishParallel(b *testing.B) {
 }
 
 func benchmarkPublish(b *testing.B, channels, perCPU int) {
-	ctx := context.Background()
-	e, err := durable.Open(ctx, durable.Config{Dir: b.TempDir()})
+	e, err := durable.Open(context.Background(), durable.Config{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer e.Close(ctx)
-	if err := e.Start(ctx, "bench", enginetest.Discard{}); err != nil {
-		b.Fatal(err)
-	}
-	names := make([]string, channels)
-	for i := range names {
-		names[i] = fmt.Sprintf("bench:%d", i)
-		if err := e.Subscribe(ctx, names[i]); err != nil {
-			b.Fatal(err)
-		}
-	}
-	data := []byte(`{"user":"ann","text":"hello, world","n":42}`)
-	opts := engine.PublishOptions{HistorySize: 1000, HistoryTTL: time.Hour}
-	var next atomic.Uint64
-	b.SetParallelism(perCPU)
-	b.ResetTimer()
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			ch := names[next.Add(1)%uint64(channels)]
-			if _, err := e.Publish(ctx, ch, data, opts); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "publishes/s")
+	enginetest.PublishParallel(b, e, channels, perCPU)
 }
