@@ -270,16 +270,8 @@ func TestSignalRefusals(t *testing.T) {
 	if err := signal(alice, "call:a", bob.id); err != nil {
 		t.Fatalf("member to member: %v", err)
 	}
-	select {
-	case e := <-bob.events():
-		for e.kind != "signal" {
-			e = <-bob.events()
-		}
-		if e.from != alice.id || string(e.data) != `{"x":1}` {
-			t.Fatalf("bob got %+v", e)
-		}
-	case <-ctx.Done():
-		t.Fatal("bob got no signal")
+	if e := nextSignal(ctx, t, bob); e.from != alice.id || string(e.data) != `{"x":1}` {
+		t.Fatalf("bob got %+v", e)
 	}
 	for _, c := range []struct {
 		name    string
@@ -325,18 +317,22 @@ func TestSignalAcrossNodes(t *testing.T) {
 	if _, err := alice.call(ctx, protocol.MethodSignal, protocol.SignalRequest{Channel: "call:across", To: bob.id, Data: json.RawMessage(`{"hi":"bob"}`)}, nil); err != nil {
 		t.Fatal(err)
 	}
+	if e := nextSignal(ctx, t, bob); e.from != alice.id || string(e.data) != `{"hi":"bob"}` {
+		t.Fatalf("bob got %+v", e)
+	}
+}
+
+// nextSignal returns the next signal c receives, skipping other events.
+func nextSignal(ctx context.Context, t *testing.T, c *wsConn) event {
+	t.Helper()
 	for {
 		select {
-		case e := <-bob.events():
-			if e.kind != "signal" {
-				continue
+		case e := <-c.events():
+			if e.kind == "signal" {
+				return e
 			}
-			if e.from != alice.id || string(e.data) != `{"hi":"bob"}` {
-				t.Fatalf("bob got %+v", e)
-			}
-			return
 		case <-ctx.Done():
-			t.Fatal("the signal did not cross to bob's node")
+			t.Fatal("no signal arrived")
 		}
 	}
 }
