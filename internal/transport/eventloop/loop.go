@@ -32,9 +32,12 @@ type LoopConfig struct {
 type Loop struct {
 	engine *nbio.Engine
 	fence  *Fence
-	// mu orders Adopt against the close callback: a connection that closes
-	// the instant it is adopted is reported only once its Conn is set up.
-	mu sync.Mutex
+	// mu orders Adopt against the close callback, so that a connection that
+	// closes the instant it is adopted is reported only once its Conn is set
+	// up, and against Shutdown: nbio must not take a connection while it
+	// stops.
+	mu      sync.Mutex
+	stopped bool
 }
 
 // NewLoop returns a stopped loop.
@@ -97,6 +100,9 @@ func (l *Loop) Start() error {
 
 // Shutdown closes every adopted connection and stops the pollers.
 func (l *Loop) Shutdown(ctx context.Context) error {
+	l.mu.Lock()
+	l.stopped = true
+	l.mu.Unlock()
 	err := l.engine.Shutdown(ctx)
 	l.fence.Stop()
 	return err
@@ -104,7 +110,8 @@ func (l *Loop) Shutdown(ctx context.Context) error {
 
 // Adopt takes conn over: from now on the loop owns it, and onClose is called
 // exactly once, from the loop, when the peer closes it, it fails, or Close is
-// called. conn must not be used afterwards.
+// called. conn must not be used afterwards. Once Shutdown has begun Adopt
+// fails with ErrFenceClosed, and conn stays the caller's to close.
 func (l *Loop) Adopt(conn net.Conn, onClose func(error)) (*Conn, error) {
 	c := &Conn{onClose: onClose, fence: l.fence}
 	ctx, cancel := context.WithTimeout(context.Background(), adoptTimeout)
@@ -112,6 +119,9 @@ func (l *Loop) Adopt(conn net.Conn, onClose func(error)) (*Conn, error) {
 	err := l.fence.Admit(ctx, func() error {
 		l.mu.Lock()
 		defer l.mu.Unlock()
+		if l.stopped {
+			return ErrFenceClosed
+		}
 		nc, err := l.engine.AddConn(conn)
 		if err != nil {
 			return err

@@ -3,6 +3,7 @@ package eventloop
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -72,5 +73,31 @@ func TestAdoptWriteAndPeerClose(t *testing.T) {
 	}
 	if len(closes) != 1 {
 		t.Fatalf("%d close callbacks", len(closes))
+	}
+}
+
+// Once Shutdown has begun, Adopt refuses connections instead of handing
+// them to pollers that are stopping; the caller keeps the connection.
+func TestAdoptAfterShutdownFails(t *testing.T) {
+	l := NewLoop(LoopConfig{Name: "test"})
+	if err := l.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	server, client := tcpPair(t)
+	defer server.Close()
+	if _, err := l.Adopt(server, func(error) {}); !errors.Is(err, ErrFenceClosed) {
+		t.Fatalf("adopt after shutdown: %v, want ErrFenceClosed", err)
+	}
+	// The connection is still the caller's, open and usable.
+	if _, err := server.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1)
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := client.Read(buf); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -61,6 +61,9 @@ type nbioLibrary struct {
 	engine   *nbhttp.Engine
 	upgrader *nbws.Upgrader
 	started  atomic.Bool
+	// upgrading is held shared by upgrades and exclusively by shutdown while
+	// it clears started: nbio must not take a connection while it stops.
+	upgrading sync.RWMutex
 	// fence keeps a closed connection's events from reaching a new one,
 	// and proves at start that the pollers loop (see eventloop.Fence).
 	fence *eventloop.Fence
@@ -127,7 +130,10 @@ func (l *nbioLibrary) start() error {
 }
 
 func (l *nbioLibrary) shutdown(ctx context.Context) error {
-	if !l.started.CompareAndSwap(true, false) {
+	l.upgrading.Lock()
+	stopping := l.started.CompareAndSwap(true, false)
+	l.upgrading.Unlock()
+	if !stopping {
 		return nil // never started, or already stopped: nbio's Stop is not idempotent
 	}
 	// Stop closes every polled connection, waits for their close callbacks
@@ -152,6 +158,12 @@ func (l *nbioLibrary) upgrade(w http.ResponseWriter, r *http.Request, ev events)
 	// true: move a *net.TCPConn to the pollers; false: do not start a reading
 	// goroutine for a blocking-mode connection before it is attached.
 	var wsc *nbws.Conn
+	l.upgrading.RLock()
+	defer l.upgrading.RUnlock()
+	if !l.started.Load() {
+		http.Error(w, "server stopped", http.StatusServiceUnavailable)
+		return errors.New("websocket: server stopped")
+	}
 	err := l.fence.Admit(r.Context(), func() error {
 		var err error
 		wsc, err = l.upgrader.Upgrade(hj, r, nil, true, false)
