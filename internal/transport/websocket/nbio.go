@@ -10,11 +10,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lesismal/nbio"
 	"github.com/lesismal/nbio/nbhttp"
 	nbws "github.com/lesismal/nbio/nbhttp/websocket"
 
+	"github.com/heraldrt/herald/internal/protocol"
+	"github.com/heraldrt/herald/internal/transport/duplex"
 	"github.com/heraldrt/herald/internal/transport/eventloop"
 )
 
@@ -191,7 +194,7 @@ func (l *nbioLibrary) upgrade(w http.ResponseWriter, r *http.Request, ev events)
 	}
 	s.wsc = wsc
 	wsc.SetSession(s)
-	ev.attach(s)
+	ev.Attach(s)
 	go wsc.HandleRead(blockingReadBuffer)
 	return nil
 }
@@ -219,7 +222,7 @@ func (l *nbioLibrary) onOpen(c net.Conn) {
 	s.parse = nbc.DataHandler()
 	wsc.SetSession(s)
 	nbc.OnData(s.onData)
-	s.ev.attach(s)
+	s.ev.Attach(s)
 }
 
 // onWritten is nbio's report of bytes taken by the kernel, for any
@@ -239,9 +242,9 @@ func (l *nbioLibrary) onMessage(wsc *nbws.Conn, mt nbws.MessageType, data []byte
 	}
 	switch mt {
 	case nbws.TextMessage:
-		s.ev.text(data)
+		s.ev.Text(data)
 	case nbws.BinaryMessage:
-		s.ev.binary()
+		s.ev.Binary()
 	}
 }
 
@@ -264,7 +267,7 @@ func (l *nbioLibrary) onPeerClose(wsc *nbws.Conn, code int, _ string) {
 	_ = wsc.WriteClose(code, "")
 }
 
-// nbioSocket implements socket for one nbio connection.
+// nbioSocket implements duplex.Socket for one nbio connection.
 type nbioSocket struct {
 	lib *nbioLibrary
 	ev  events
@@ -288,7 +291,7 @@ type nbioSocket struct {
 	closeTimer *time.Timer
 }
 
-var _ socket = (*nbioSocket)(nil)
+var _ duplex.Socket = (*nbioSocket)(nil)
 
 func (s *nbioSocket) onData(c *nbio.Conn, data []byte) {
 	n, v := s.guard.scan(data)
@@ -299,13 +302,13 @@ func (s *nbioSocket) onData(c *nbio.Conn, data []byte) {
 		if n > 0 {
 			s.parse(c, data[:n])
 		}
-		s.ev.tooLarge()
+		s.ev.TooLarge()
 	case guardPeerClosed:
 		s.abortInLoop()
 	}
 }
 
-func (s *nbioSocket) writeText(p []byte) error {
+func (s *nbioSocket) WriteText(p []byte) error {
 	// Count before writing: nbio reports what the kernel took from inside
 	// the write call.
 	s.pending.Add(int64(len(p)))
@@ -329,14 +332,14 @@ func (s *nbioSocket) written(n int) {
 		next := max(old-int64(n), 0)
 		if s.pending.CompareAndSwap(old, next) {
 			if next <= writeLowWater && s.wantDrain.Load() && s.wantDrain.CompareAndSwap(true, false) {
-				s.ev.drained()
+				s.ev.Drained()
 			}
 			return
 		}
 	}
 }
 
-func (s *nbioSocket) blocked() bool {
+func (s *nbioSocket) Blocked() bool {
 	if s.pending.Load() <= writeHighWater {
 		return false
 	}
@@ -349,19 +352,19 @@ func (s *nbioSocket) blocked() bool {
 	return true
 }
 
-func (s *nbioSocket) closeWith(code uint16, reason string) {
+func (s *nbioSocket) CloseWith(d protocol.Disconnect) {
 	if !s.closing.CompareAndSwap(false, true) {
 		return
 	}
-	_ = s.outside(false, func() error { return s.wsc.WriteClose(int(code), reason) })
+	_ = s.outside(false, func() error { return s.wsc.WriteClose(int(d.Code), closeReason(d.Reason)) })
 	s.mu.Lock()
 	if !s.done.Load() {
-		s.closeTimer = time.AfterFunc(s.lib.cfg.closeTimeout, s.abort)
+		s.closeTimer = time.AfterFunc(s.lib.cfg.closeTimeout, s.Abort)
 	}
 	s.mu.Unlock()
 }
 
-func (s *nbioSocket) abort() {
+func (s *nbioSocket) Abort() {
 	if s.nbc != nil {
 		_ = s.lib.fence.Outside(true, s.nbc.Close)
 		return
@@ -392,7 +395,7 @@ func (s *nbioSocket) finish(err error) {
 		s.closeTimer.Stop()
 	}
 	s.mu.Unlock()
-	s.ev.closed(err)
+	s.ev.Closed(err)
 }
 
 // hijacker hands nbio the hijacked connection: a *net.TCPConn unchanged, so
@@ -455,7 +458,7 @@ func (g *guardedConn) Read(p []byte) (int, error) {
 		case guardPass:
 			return n, nil
 		case guardTooLarge:
-			g.s.ev.tooLarge()
+			g.s.ev.TooLarge()
 			if k > 0 {
 				return k, nil
 			}
@@ -471,4 +474,20 @@ func (g *guardedConn) Write(b []byte) (int, error) {
 		g.s.written(n)
 	}
 	return n, err
+}
+
+// maxCloseReason is what fits a close frame: 125 bytes of payload, two of
+// them the code.
+const maxCloseReason = 123
+
+// closeReason truncates reason to fit a close frame, on a UTF-8 boundary.
+func closeReason(reason string) string {
+	if len(reason) <= maxCloseReason {
+		return reason
+	}
+	cut := maxCloseReason
+	for cut > 0 && !utf8.RuneStart(reason[cut]) {
+		cut--
+	}
+	return reason[:cut]
 }

@@ -1,18 +1,14 @@
 // Package websocket is Herald's WebSocket transport (GET /ws): it upgrades
-// requests of a standard net/http server, runs one node.Session per
-// connection, feeds it the client's commands and writes what it queues,
-// coalescing frames into as few messages as possible.
+// requests of a standard net/http server and runs each connection as a
+// duplex.Conn, which feeds the session the client's commands and writes
+// what it queues, coalescing frames into as few messages as possible.
 //
-// Goroutines are bounded, not per connection: the library's pollers read
-// every connection (see nbio.go), commands run on one pool of
-// 128×GOMAXPROCS goroutines and writes on another of 4×GOMAXPROCS, each
-// connection using at most one goroutine of each at a time, so its commands
-// stay in order and its writes never interleave. Pool goroutines exit when
-// idle. Connections that nbio cannot poll (TLS terminated by net/http) cost
-// one reading goroutine each.
+// The library's pollers read every connection (see nbio.go); commands and
+// writes run on the duplex host's bounded pools. Connections that nbio
+// cannot poll (TLS terminated by net/http) cost one reading goroutine each.
 //
 // The WebSocket library (lesismal/nbio) stays inside this package, behind
-// the small library/socket/events interfaces of socket.go.
+// the small library/events interfaces of socket.go and duplex.Socket.
 package websocket
 
 import (
@@ -21,14 +17,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
-	"github.com/heraldrt/herald/internal/transport/eventloop"
+	"github.com/heraldrt/herald/internal/transport/duplex"
 )
 
 // Config configures a Server. Zero values take the defaults documented on
@@ -61,28 +55,10 @@ const (
 // HTTP server's mux, call Start, and stop it with Shutdown after the node's
 // Shutdown.
 type Server struct {
-	node          *node.Node
-	log           *slog.Logger
-	lib           library
-	writeTimeout  time.Duration
-	maxCoalesced  int
-	maxInboxBytes int
-
-	// commands runs the command lanes, which may block on the engine;
-	// writers runs the flush lanes, which never block.
-	commands *eventloop.Pool
-	writers  *eventloop.Pool
-	buffers  sync.Pool // *flushBuffer
-
-	// ctx is the parent of every command's context; cancelled by Shutdown.
-	ctx    context.Context
-	cancel context.CancelFunc
-
+	host  *duplex.Host
+	log   *slog.Logger
+	lib   library
 	state atomic.Int32 // serverNew, serverRunning, serverStopped
-
-	mu      sync.Mutex
-	clients map[*client]struct{}
-	emptied chan struct{} // closed and cleared when clients becomes empty
 }
 
 const (
@@ -91,19 +67,8 @@ const (
 	serverStopped
 )
 
-// flushBuffer is the scratch space of one flush: the drained items and the
-// coalesced message. Flushes borrow it from a pool, so an idle connection
-// holds neither.
-type flushBuffer struct {
-	items []node.Item
-	msg   []byte
-}
-
 // New validates cfg and returns a Server that accepts no connection until Start.
 func New(cfg Config) (*Server, error) {
-	if cfg.Node == nil {
-		return nil, errors.New("websocket: Config.Node is required")
-	}
 	if cfg.MaxMessageSize < 0 || cfg.WriteTimeout < 0 {
 		return nil, fmt.Errorf("websocket: negative MaxMessageSize (%d) or WriteTimeout (%v)", cfg.MaxMessageSize, cfg.WriteTimeout)
 	}
@@ -116,23 +81,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	procs := runtime.GOMAXPROCS(0)
-	s := &Server{
-		node:         cfg.Node,
-		log:          cfg.Logger,
-		writeTimeout: cfg.WriteTimeout,
-		maxCoalesced: maxCoalesced,
-		// Room for a handful of maximal commands waiting behind a slow one.
-		maxInboxBytes: max(8*cfg.MaxMessageSize, 1<<20),
-		// Commands mostly wait on I/O (fsync, Redis round trips), so many
-		// may be in flight per CPU; flushes only copy and write.
-		commands: eventloop.NewPool(128 * procs),
-		writers:  eventloop.NewPool(4 * procs),
-		ctx:      ctx,
-		cancel:   cancel,
-		clients:  make(map[*client]struct{}),
+	host, err := duplex.New(duplex.Config{
+		Name:           "websocket",
+		Node:           cfg.Node,
+		Logger:         cfg.Logger,
+		MaxMessageSize: cfg.MaxMessageSize,
+		WriteTimeout:   cfg.WriteTimeout,
+		MaxCoalesced:   maxCoalesced,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("websocket: %w", err)
 	}
+	s := &Server{host: host, log: cfg.Logger}
 	s.lib = newNBIO(nbioConfig{
 		maxMessage:   cfg.MaxMessageSize,
 		maxFrame:     maxCoalesced,
@@ -162,19 +122,10 @@ func (s *Server) Start() error {
 // transport to end, or for ctx.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.state.Store(serverStopped)
-	for _, c := range s.snapshot() {
-		c.abortSocket()
-	}
+	s.host.Stop()
 	err := s.lib.shutdown(ctx)
 	if err == nil {
-		err = s.waitClients(ctx)
-	}
-	s.cancel()
-	if err == nil {
-		err = s.commands.Wait(ctx)
-	}
-	if err == nil {
-		err = s.writers.Wait(ctx)
+		err = s.host.Wait(ctx)
 	}
 	if err != nil {
 		return fmt.Errorf("websocket: shutdown: %w", err)
@@ -190,91 +141,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		protocol.WriteHTTPError(w, protocol.ErrShuttingDown)
 		return
 	}
-	c := newClient(s)
 	// A token in the handshake (header, query or cookie) was checked by the
 	// server before the upgrade; without one, the connect command brings it.
 	cred, authenticated := node.CredentialsFrom(r.Context())
-	sess, err := s.node.NewSession(c, node.SessionOptions{Bidirectional: true, Credentials: cred, Authenticated: authenticated})
+	c, err := s.host.Open(cred, authenticated)
 	if err != nil {
 		protocol.WriteHTTPError(w, err)
 		return
 	}
-	c.sess = sess
-	if !s.register(c) {
-		sess.Finish()
-		protocol.WriteHTTPError(w, protocol.ErrShuttingDown)
-		return
-	}
 	if err := s.lib.upgrade(w, r, c); err != nil {
 		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
-		c.upgradeFailed()
+		c.Failed()
 	}
-}
-
-// register adds c to the clients Shutdown waits for, unless shutting down.
-func (s *Server) register(c *client) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.state.Load() != serverRunning {
-		return false
-	}
-	s.clients[c] = struct{}{}
-	return true
-}
-
-func (s *Server) forget(c *client) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.clients, c)
-	if len(s.clients) == 0 && s.emptied != nil {
-		close(s.emptied)
-		s.emptied = nil
-	}
-}
-
-func (s *Server) snapshot() []*client {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]*client, 0, len(s.clients))
-	for c := range s.clients {
-		out = append(out, c)
-	}
-	return out
-}
-
-func (s *Server) waitClients(ctx context.Context) error {
-	s.mu.Lock()
-	if len(s.clients) == 0 {
-		s.mu.Unlock()
-		return nil
-	}
-	if s.emptied == nil {
-		s.emptied = make(chan struct{})
-	}
-	ch := s.emptied
-	s.mu.Unlock()
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (s *Server) getBuffer() *flushBuffer {
-	if b, ok := s.buffers.Get().(*flushBuffer); ok {
-		return b
-	}
-	return &flushBuffer{msg: make([]byte, 0, s.maxCoalesced)}
-}
-
-// putBuffer returns b for reuse, minus references to frames (which would pin
-// their memory) and minus an item slice grown by an exceptional burst.
-func (s *Server) putBuffer(b *flushBuffer) {
-	clear(b.items)
-	if cap(b.items) > 4096 {
-		b.items = nil
-	}
-	b.items = b.items[:0]
-	s.buffers.Put(b)
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	cws "github.com/coder/websocket"
 
@@ -393,5 +394,16 @@ func TestLargeFrameIsSentAlone(t *testing.T) {
 			}
 			c.expectPublications(ctx, "chat:big", 3, 3)
 		})
+	}
+}
+
+func TestCloseReasonFitsAControlFrame(t *testing.T) {
+	if got := closeReason("short"); got != "short" {
+		t.Fatalf("closeReason(short) = %q", got)
+	}
+	long := strings.Repeat("é", 100) // 200 bytes of two-byte runes
+	got := closeReason(long)
+	if len(got) > maxCloseReason || !utf8.ValidString(got) || !strings.HasPrefix(long, got) {
+		t.Fatalf("closeReason gave %d bytes, valid UTF-8 %v", len(got), utf8.ValidString(got))
 	}
 }

@@ -1,4 +1,4 @@
-package websocket
+package duplex
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/heraldrt/herald/internal/engine/memory"
 	"github.com/heraldrt/herald/internal/node"
@@ -23,19 +22,19 @@ type recordingSocket struct {
 	closed *protocol.Disconnect
 }
 
-func (r *recordingSocket) writeText(p []byte) error {
+func (r *recordingSocket) WriteText(p []byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.msgs = append(r.msgs, string(p))
 	return nil
 }
-func (r *recordingSocket) blocked() bool { return false }
-func (r *recordingSocket) closeWith(code uint16, reason string) {
+func (r *recordingSocket) Blocked() bool { return false }
+func (r *recordingSocket) CloseWith(d protocol.Disconnect) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.closed = &protocol.Disconnect{Code: code, Reason: reason}
+	r.closed = &d
 }
-func (r *recordingSocket) abort() {}
+func (r *recordingSocket) Abort() {}
 
 func (r *recordingSocket) closeFrame() *protocol.Disconnect {
 	r.mu.Lock()
@@ -59,7 +58,7 @@ func TestWriteItemsCoalesces(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newClient(&Server{maxCoalesced: 100})
+			c := &Conn{host: &Host{maxCoalesced: 100}}
 			buf := &flushBuffer{msg: make([]byte, 0, 8)}
 			for _, fr := range tt.frames {
 				buf.items = append(buf.items, node.Item{Frame: []byte(fr)})
@@ -79,24 +78,13 @@ func TestWriteItemsDoesNotModifySharedFrames(t *testing.T) {
 	// Frames are shared between all subscribers of a channel.
 	shared := []byte(`{"type":"publication"}`)
 	orig := bytes.Clone(shared)
-	c := newClient(&Server{maxCoalesced: 1 << 10})
+	c := &Conn{host: &Host{maxCoalesced: 1 << 10}}
 	buf := &flushBuffer{items: []node.Item{{Frame: shared[:len(shared):len(shared)]}, {Frame: shared}}}
 	if err := c.writeItems(&recordingSocket{}, buf); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(shared, orig) {
 		t.Fatalf("shared frame changed to %q", shared)
-	}
-}
-
-func TestCloseReasonFitsAControlFrame(t *testing.T) {
-	if got := closeReason("short"); got != "short" {
-		t.Fatalf("closeReason(short) = %q", got)
-	}
-	long := strings.Repeat("é", 100) // 200 bytes of two-byte runes
-	got := closeReason(long)
-	if len(got) > maxCloseReason || !utf8.ValidString(got) || !strings.HasPrefix(long, got) {
-		t.Fatalf("closeReason gave %d bytes, valid UTF-8 %v", len(got), utf8.ValidString(got))
 	}
 }
 
@@ -114,19 +102,21 @@ func TestInboxOverflowDisconnects(t *testing.T) {
 		}
 	})
 	// A command pool that never runs stands for an engine stuck on every call.
-	srv := &Server{commands: eventloop.NewPool(0), writers: eventloop.NewPool(1), maxCoalesced: 1 << 10, maxInboxBytes: 1 << 20, log: discardLogger()}
-	c := newClient(srv)
-	sess, err := n.NewSession(c, node.SessionOptions{Bidirectional: true})
+	h, err := New(Config{Node: n})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.sess = sess
-	defer sess.Finish()
+	h.commands = eventloop.NewPool(0)
+	c, err := h.Open(node.Credentials{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Session().Finish()
 	sock := &recordingSocket{}
-	c.attach(sock)
+	c.Attach(sock)
 
 	for i := 0; i <= maxInboxFrames; i++ {
-		c.text([]byte(`{"id":1,"method":"ping"}`))
+		c.Text([]byte(`{"id":1,"method":"ping"}`))
 	}
 	testkit.WaitFor(t, 5*time.Second, "the close frame", func() bool { return sock.closeFrame() != nil })
 	if d := sock.closeFrame(); d.Code != protocol.DisconnectBadRequest.Code {

@@ -1,19 +1,18 @@
-package websocket
+package duplex
 
 import (
 	"context"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
 	"github.com/heraldrt/herald/internal/transport/eventloop"
 )
 
-// client is one WebSocket connection: the node.Transport of its session and
-// the events receiver of its socket. It runs two serial lanes on the
-// server's pools:
+// Conn is one connection: the node.Transport of its session and the
+// receiver of its socket's events. It runs two serial lanes on the
+// host's pools:
 //
 //   - the command lane feeds inbound frames to Session.HandleFrame one at a
 //     time, in order, and finally calls Session.Finish. Commands may block
@@ -25,8 +24,8 @@ import (
 // Lock order: Session's lock may be held when Wake is called, and Wake takes
 // only the pool's lock. c.mu is never held while calling into the session,
 // the socket or a pool.
-type client struct {
-	srv  *Server
+type Conn struct {
+	host *Host
 	sess *node.Session // set before the socket is attached, then read-only
 
 	// flusher runs flushOnce on the writers pool, one flush at a time.
@@ -34,7 +33,7 @@ type client struct {
 
 	mu sync.Mutex
 	// sock is nil until the library attaches it.
-	sock socket
+	sock Socket
 	// Inbound frames waiting for the command lane, oldest first.
 	inbox      [][]byte
 	inboxBytes int
@@ -55,10 +54,7 @@ type client struct {
 	stallExpired bool
 }
 
-var (
-	_ node.Transport = (*client)(nil)
-	_ events         = (*client)(nil)
-)
+var _ node.Transport = (*Conn)(nil)
 
 // Limits of the command lane. A client that pipelines past them while its
 // commands wait on the engine is disconnected rather than buffered.
@@ -71,27 +67,23 @@ const (
 
 // commandJob submits the client as the command lane's job, without
 // allocating.
-type commandJob client
+type commandJob Conn
 
-func (j *commandJob) Run() { (*client)(j).runCommands() }
+func (j *commandJob) Run() { (*Conn)(j).runCommands() }
 
 // Name is the transport's name in logs and metrics.
-func (c *client) Name() string { return "websocket" }
+func (c *Conn) Name() string { return c.host.name }
 
-// newClient returns the client of a connection being upgraded.
-func newClient(srv *Server) *client {
-	c := &client{srv: srv}
-	c.flusher.Init(srv.writers, c.flushOnce)
-	return c
-}
+// Session is the connection's session.
+func (c *Conn) Session() *node.Session { return c.sess }
 
 // Wake schedules a flush. It never blocks: it is called from the fan-out
 // path with the session's lock held.
-func (c *client) Wake() { c.flusher.Schedule() }
+func (c *Conn) Wake() { c.flusher.Schedule() }
 
 // flushOnce writes what the session has queued, then performs the
 // disconnect it asks for, if any.
-func (c *client) flushOnce() {
+func (c *Conn) flushOnce() {
 	c.mu.Lock()
 	sock, closing, expired := c.sock, c.closing, c.stallExpired
 	c.mu.Unlock()
@@ -111,7 +103,7 @@ func (c *client) flushOnce() {
 		c.closeSocket(sock, *d)
 		return
 	}
-	if sock.blocked() {
+	if sock.Blocked() {
 		// A disconnect the session asked for (shutdown, slow consumer, no
 		// pong) need not wait for the backlog: the client resumes from
 		// history either way.
@@ -124,14 +116,14 @@ func (c *client) flushOnce() {
 	}
 	c.unstall()
 
-	buf := c.srv.getBuffer()
+	buf := c.host.getBuffer()
 	var d *protocol.Disconnect
 	buf.items, d = c.sess.Drain(buf.items[:0])
 	err := c.writeItems(sock, buf)
-	c.srv.putBuffer(buf)
+	c.host.putBuffer(buf)
 	if err != nil {
 		// The socket is gone or going; its closed event finishes the session.
-		c.srv.log.Debug("websocket write failed", "client", c.sess.ID(), "err", err)
+		c.host.log.Debug("write failed", "client", c.sess.ID(), "err", err)
 		return
 	}
 	if d != nil {
@@ -140,21 +132,21 @@ func (c *client) flushOnce() {
 }
 
 // writeItems coalesces the frames of buf.items, joined by '\n', into as few
-// text messages of at most srv.maxCoalesced bytes as possible. A frame
+// text messages of at most host.maxCoalesced bytes as possible. A frame
 // longer than that is written alone, straight from its own bytes.
-func (c *client) writeItems(sock socket, buf *flushBuffer) error {
-	limit := c.srv.maxCoalesced
+func (c *Conn) writeItems(sock Socket, buf *flushBuffer) error {
+	limit := c.host.maxCoalesced
 	msg := buf.msg[:0]
 	for i := range buf.items {
 		f := buf.items[i].Frame
 		if len(msg) > 0 && len(msg)+1+len(f) > limit {
-			if err := sock.writeText(msg); err != nil {
+			if err := sock.WriteText(msg); err != nil {
 				return err
 			}
 			msg = msg[:0]
 		}
 		if len(f) > limit {
-			if err := sock.writeText(f); err != nil {
+			if err := sock.WriteText(f); err != nil {
 				return err
 			}
 			continue
@@ -166,7 +158,7 @@ func (c *client) writeItems(sock socket, buf *flushBuffer) error {
 	}
 	buf.msg = msg
 	if len(msg) > 0 {
-		return sock.writeText(msg)
+		return sock.WriteText(msg)
 	}
 	return nil
 }
@@ -174,8 +166,8 @@ func (c *client) writeItems(sock socket, buf *flushBuffer) error {
 // closeSocket sends d as the close frame and finishes the session without
 // waiting for the peer's answer: from the node's point of view the client is
 // gone once told so.
-func (c *client) closeSocket(sock socket, d protocol.Disconnect) {
-	sock.closeWith(d.Code, closeReason(d.Reason))
+func (c *Conn) closeSocket(sock Socket, d protocol.Disconnect) {
+	sock.CloseWith(d)
 	c.mu.Lock()
 	c.closing = true
 	c.dropInboxLocked()
@@ -183,13 +175,13 @@ func (c *client) closeSocket(sock socket, d protocol.Disconnect) {
 	sched := c.scheduleFinishLocked()
 	c.mu.Unlock()
 	if sched {
-		c.srv.commands.Submit((*commandJob)(c))
+		c.host.commands.Submit((*commandJob)(c))
 	}
 }
 
 // stall arms the WriteTimeout timer the first time a flush finds the socket
 // blocked. The socket's drained event wakes the flush lane again.
-func (c *client) stall() {
+func (c *Conn) stall() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stallTimer != nil || c.closing {
@@ -197,17 +189,17 @@ func (c *client) stall() {
 	}
 	c.stallGen++
 	gen := c.stallGen
-	c.stallTimer = time.AfterFunc(c.srv.writeTimeout, func() { c.stallTimeout(gen) })
+	c.stallTimer = time.AfterFunc(c.host.writeTimeout, func() { c.stallTimeout(gen) })
 }
 
-func (c *client) unstall() {
+func (c *Conn) unstall() {
 	c.mu.Lock()
 	c.stopStallLocked()
 	c.mu.Unlock()
 }
 
 // stopStallLocked disarms the stall timer. Caller must hold c.mu.
-func (c *client) stopStallLocked() {
+func (c *Conn) stopStallLocked() {
 	if c.stallTimer != nil {
 		c.stallTimer.Stop()
 		c.stallTimer = nil
@@ -215,7 +207,7 @@ func (c *client) stopStallLocked() {
 	}
 }
 
-func (c *client) stallTimeout(gen uint64) {
+func (c *Conn) stallTimeout(gen uint64) {
 	c.mu.Lock()
 	current := c.stallTimer != nil && c.stallGen == gen
 	if current {
@@ -227,31 +219,33 @@ func (c *client) stallTimeout(gen uint64) {
 	}
 }
 
-// attach implements events.
-func (c *client) attach(s socket) {
+// Attach gives the connection its socket, which may deliver events from
+// then on. Anything the session queued before is flushed now.
+func (c *Conn) Attach(s Socket) {
 	c.mu.Lock()
 	c.sock = s
 	c.mu.Unlock()
-	if c.srv.state.Load() == serverStopped {
-		// Upgraded while Shutdown was already closing connections. Not
-		// here: attach runs inside the upgrade, which holds the socket
-		// library's fence that abort takes.
-		go s.abort()
+	if c.host.Stopped() {
+		// Attached while Stop was already dropping connections. Not
+		// here: Attach may run inside the library's upgrade, holding a lock
+		// (the WebSocket library's fence) that Abort takes.
+		go s.Abort()
 		return
 	}
-	// Anything the session queued before the socket existed (a shutdown
-	// notice, say) is flushed now.
+	// A shutdown notice, say, may be waiting.
 	c.Wake()
 }
 
-// text implements events: it queues data for the command lane.
-func (c *client) text(data []byte) {
+// Text delivers one complete inbound text message, queued for the command
+// lane; ownership of data passes to the connection. The socket delivers a
+// connection's messages one at a time, in order, and must not block.
+func (c *Conn) Text(data []byte) {
 	c.mu.Lock()
 	if c.closing || c.finishDue {
 		c.mu.Unlock()
 		return
 	}
-	if len(c.inbox) >= maxInboxFrames || c.inboxBytes+len(data) > c.srv.maxInboxBytes {
+	if len(c.inbox) >= maxInboxFrames || c.inboxBytes+len(data) > c.host.maxInboxBytes {
 		c.mu.Unlock()
 		d := protocol.DisconnectBadRequest
 		d.Reason = "too many commands in flight"
@@ -264,27 +258,30 @@ func (c *client) text(data []byte) {
 	c.laneBusy = true
 	c.mu.Unlock()
 	if sched {
-		c.srv.commands.Submit((*commandJob)(c))
+		c.host.commands.Submit((*commandJob)(c))
 	}
 }
 
-// binary implements events: Herald's protocol is JSON text only.
-func (c *client) binary() {
+// Binary reports a binary message: Herald's protocol is JSON text only.
+func (c *Conn) Binary() {
 	d := protocol.DisconnectBadRequest
 	d.Reason = "binary messages are not supported"
 	c.sess.Close(d)
 }
 
-// tooLarge implements events.
-func (c *client) tooLarge() { c.sess.Close(protocol.DisconnectMessageTooLarge) }
+// TooLarge reports a message over the size limit; the socket delivers no
+// more messages.
+func (c *Conn) TooLarge() { c.sess.Close(protocol.DisconnectMessageTooLarge) }
 
-// drained implements events: the backlog that stalled the flush lane is gone.
-func (c *client) drained() { c.Wake() }
+// Drained follows a Socket.Blocked that reported true: the backlog that
+// stalled the flush lane is gone.
+func (c *Conn) Drained() { c.Wake() }
 
-// closed implements events. Commands still queued are dropped and the ones
-// running are cancelled; Session.Finish follows on the command lane.
-func (c *client) closed(err error) {
-	c.srv.log.Debug("websocket closed", "client", c.sess.ID(), "err", err)
+// Closed reports the end of the connection, once, whatever the cause.
+// Commands still queued are dropped and the ones running are cancelled;
+// Session.Finish follows on the command lane.
+func (c *Conn) Closed(err error) {
+	c.host.log.Debug("connection closed", "client", c.sess.ID(), "err", err)
 	c.mu.Lock()
 	c.sockClosed = true
 	c.closing = true
@@ -299,20 +296,21 @@ func (c *client) closed(err error) {
 // endUnlock schedules Session.Finish and drops the client from the
 // server's registry when their time has come, then releases c.mu, which the
 // caller holds.
-func (c *client) endUnlock() {
+func (c *Conn) endUnlock() {
 	sched := c.scheduleFinishLocked()
 	forget := c.forgetLocked()
 	c.mu.Unlock()
 	if sched {
-		c.srv.commands.Submit((*commandJob)(c))
+		c.host.commands.Submit((*commandJob)(c))
 	}
 	if forget {
-		c.srv.forget(c)
+		c.host.forget(c)
 	}
 }
 
-// upgradeFailed ends a client whose handshake did not complete.
-func (c *client) upgradeFailed() {
+// Failed ends a connection whose handshake did not complete; no socket was
+// attached, or its Closed will not come.
+func (c *Conn) Failed() {
 	c.mu.Lock()
 	c.sockClosed = true
 	c.closing = true
@@ -320,24 +318,24 @@ func (c *client) upgradeFailed() {
 }
 
 // abortSocket drops the connection at once, if it has one.
-func (c *client) abortSocket() {
+func (c *Conn) abortSocket() {
 	c.mu.Lock()
 	sock := c.sock
 	c.mu.Unlock()
 	if sock != nil {
-		sock.abort()
+		sock.Abort()
 	}
 }
 
 // dropInboxLocked discards queued inbound frames. Caller must hold c.mu.
-func (c *client) dropInboxLocked() {
+func (c *Conn) dropInboxLocked() {
 	clear(c.inbox)
 	c.inbox, c.inboxBytes = nil, 0
 }
 
 // scheduleFinishLocked marks Session.Finish as due and reports whether the
 // caller must submit the command lane. Caller must hold c.mu.
-func (c *client) scheduleFinishLocked() bool {
+func (c *Conn) scheduleFinishLocked() bool {
 	if c.finishDue {
 		return false
 	}
@@ -351,7 +349,7 @@ func (c *client) scheduleFinishLocked() bool {
 
 // forgetLocked reports, once, that the client is completely done: socket
 // closed and session finished. Caller must hold c.mu.
-func (c *client) forgetLocked() bool {
+func (c *Conn) forgetLocked() bool {
 	if c.forgotten || !c.sockClosed || !c.finished {
 		return false
 	}
@@ -360,7 +358,7 @@ func (c *client) forgetLocked() bool {
 }
 
 // runCommands is the command lane: inbound frames in order, then Finish.
-func (c *client) runCommands() {
+func (c *Conn) runCommands() {
 	for n := 0; ; n++ {
 		c.mu.Lock()
 		if c.finishDue && !c.finished {
@@ -374,7 +372,7 @@ func (c *client) runCommands() {
 			forget := c.forgetLocked()
 			c.mu.Unlock()
 			if forget {
-				c.srv.forget(c)
+				c.host.forget(c)
 			}
 			return
 		}
@@ -387,7 +385,7 @@ func (c *client) runCommands() {
 		if n == framesPerTurn {
 			// Still busy: yield the worker and requeue (laneBusy stays set).
 			c.mu.Unlock()
-			c.srv.commands.Submit((*commandJob)(c))
+			c.host.commands.Submit((*commandJob)(c))
 			return
 		}
 		frame := c.inbox[0]
@@ -398,7 +396,7 @@ func (c *client) runCommands() {
 		}
 		c.inboxBytes -= len(frame)
 		if c.ctx == nil {
-			c.ctx, c.cancel = context.WithCancel(c.srv.ctx)
+			c.ctx, c.cancel = context.WithCancel(c.host.ctx)
 		}
 		ctx := c.ctx
 		c.mu.Unlock()
@@ -408,25 +406,9 @@ func (c *client) runCommands() {
 
 // releaseContextLocked cancels and drops the lane's context, so an idle
 // connection holds none. Caller must hold c.mu.
-func (c *client) releaseContextLocked() {
+func (c *Conn) releaseContextLocked() {
 	if c.cancel != nil {
 		c.cancel()
 		c.ctx, c.cancel = nil, nil
 	}
-}
-
-// maxCloseReason is what fits a close frame: 125 bytes of payload, two of
-// them the code.
-const maxCloseReason = 123
-
-// closeReason truncates reason to fit a close frame, on a UTF-8 boundary.
-func closeReason(reason string) string {
-	if len(reason) <= maxCloseReason {
-		return reason
-	}
-	cut := maxCloseReason
-	for cut > 0 && !utf8.RuneStart(reason[cut]) {
-		cut--
-	}
-	return reason[:cut]
 }
