@@ -25,6 +25,10 @@ type Item struct {
 	Epoch   string
 	Offset  uint64
 	Frame   []byte
+	// Latest marks a publication of a protocol.DeliveryLatest
+	// subscription: a transport with an unreliable path may send it there,
+	// and skip it when a newer one of its channel is waiting.
+	Latest bool
 }
 
 // outbox is a session's bounded FIFO of outbound items. It is a ring buffer

@@ -21,7 +21,9 @@ type subscription struct {
 	// presence and joinLeave are the namespace's options, all a
 	// subscription needs of them once it exists.
 	presence, joinLeave bool
-	live                bool
+	// latest: the client asked for protocol.DeliveryLatest.
+	latest bool
+	live   bool
 	// removed is set when the subscription leaves its session, so the
 	// fan-out path can skip it without a map lookup.
 	removed bool
@@ -94,7 +96,7 @@ func (sub *subscription) acceptLocked(pub *protocol.Publication, epoch string, f
 	s := sub.s
 	if pub.Offset == 0 {
 		// Ephemeral, or a namespace without history: no position to keep.
-		s.enqueueLocked(Item{Kind: ItemPublication, Push: protocol.PushPublication, Channel: sub.channel, Epoch: sub.epoch, Offset: sub.offset, Frame: frame})
+		s.enqueueLocked(Item{Kind: ItemPublication, Push: protocol.PushPublication, Channel: sub.channel, Epoch: sub.epoch, Offset: sub.offset, Frame: frame, Latest: sub.latest})
 		return
 	}
 	if epoch != sub.epoch {
@@ -110,7 +112,7 @@ func (sub *subscription) acceptLocked(pub *protocol.Publication, epoch string, f
 		return
 	}
 	sub.offset = pub.Offset
-	s.enqueueLocked(Item{Kind: ItemPublication, Push: protocol.PushPublication, Channel: sub.channel, Epoch: epoch, Offset: pub.Offset, Frame: frame})
+	s.enqueueLocked(Item{Kind: ItemPublication, Push: protocol.PushPublication, Channel: sub.channel, Epoch: epoch, Offset: pub.Offset, Frame: frame, Latest: sub.latest})
 }
 
 // clientSubscribe subscribes a bidirectional session at its request,
@@ -172,6 +174,9 @@ func (s *Session) subscribe(ctx context.Context, origin subscribeOrigin, req pro
 			return err
 		}
 	}
+	if req.Delivery != protocol.DeliveryReliable && req.Delivery != protocol.DeliveryLatest {
+		return protocol.ErrBadRequest.With("unknown delivery %q", req.Delivery)
+	}
 	var since *protocol.StreamPosition
 	if req.Recover {
 		if !protocol.ValidEpoch(req.Epoch) {
@@ -179,7 +184,7 @@ func (s *Session) subscribe(ctx context.Context, origin subscribeOrigin, req pro
 		}
 		since = &protocol.StreamPosition{Epoch: req.Epoch, Offset: req.Offset}
 	}
-	sub := &subscription{s: s, channel: req.Channel, presence: ns.Presence, joinLeave: ns.JoinLeave}
+	sub := &subscription{s: s, channel: req.Channel, presence: ns.Presence, joinLeave: ns.JoinLeave, latest: req.Delivery == protocol.DeliveryLatest}
 	s.mu.Lock()
 	switch {
 	case s.state == stateFinished || s.closing != nil:

@@ -141,14 +141,28 @@ type RefreshPush struct {
 
 // SubscribeRequest subscribes to a channel. With Recover set, the server
 // resumes from (Epoch, Offset): the last publication the client saw. Token is
-// a subscription token, required by private namespaces.
+// a subscription token, required by private namespaces. Delivery is
+// DeliveryReliable or DeliveryLatest.
 type SubscribeRequest struct {
-	Channel string `json:"channel"`
-	Token   string `json:"token,omitempty"`
-	Recover bool   `json:"recover,omitempty"`
-	Epoch   string `json:"epoch,omitempty"`
-	Offset  uint64 `json:"offset,omitempty"`
+	Channel  string `json:"channel"`
+	Token    string `json:"token,omitempty"`
+	Recover  bool   `json:"recover,omitempty"`
+	Epoch    string `json:"epoch,omitempty"`
+	Offset   uint64 `json:"offset,omitempty"`
+	Delivery string `json:"delivery,omitempty"`
 }
+
+// Subscription delivery modes.
+const (
+	// DeliveryReliable: every publication, in order, on every transport.
+	DeliveryReliable = ""
+	// DeliveryLatest: only the newest value matters (cursors, game state).
+	// On a WebRTC connection with an unreliable data channel the
+	// subscription's publications take that channel: unordered, never
+	// retransmitted, and of several waiting only the newest is sent. Other
+	// transports deliver them reliably.
+	DeliveryLatest = "latest"
+)
 
 // SubscribeResult reports the channel's newest position when the reply was
 // made. When the client asked to recover, Recovered says whether every missed

@@ -137,10 +137,11 @@ type Config struct {
 	// MaxHeaderBytes bounds a request's headers, URL included.
 	MaxHeaderBytes int `koanf:"max_header_bytes"`
 
-	Auth auth.Config `koanf:"auth"`
-	TLS  TLSConfig   `koanf:"tls"`
-	SSE  SSEConfig   `koanf:"sse"`
-	TURN TURNConfig  `koanf:"turn"`
+	Auth   auth.Config  `koanf:"auth"`
+	TLS    TLSConfig    `koanf:"tls"`
+	SSE    SSEConfig    `koanf:"sse"`
+	TURN   TURNConfig   `koanf:"turn"`
+	WebRTC WebRTCConfig `koanf:"webrtc"`
 
 	// Namespaces configure channels by the part of their name before ':';
 	// the one named "" holds channels without a colon. When the list is
@@ -209,6 +210,7 @@ func Defaults() Config {
 			Retry:     2 * time.Second,
 		},
 		TURN:       defaultTURN(),
+		WebRTC:     defaultWebRTC(),
 		Namespaces: []node.NamespaceOptions{},
 	}
 }
@@ -325,6 +327,7 @@ func (c *Config) Validate() error {
 		bad("tls", "cert_file and key_file go together")
 	}
 	c.TURN.validate(bad, c.TLS.CertFile != "")
+	c.WebRTC.validate(bad)
 	if err := c.Auth.Validate(); err != nil {
 		errs = append(errs, err)
 	}

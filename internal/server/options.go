@@ -91,6 +91,10 @@ func optionTable() []option {
 		{key: "turn.allowed_peers", help: "Loopback, private or link-local prefixes the relay may reach anyway (it refuses them otherwise, so it cannot be turned on the server's own network). Empty in dev mode: loopback and private networks. In the environment: comma-separated."},
 		{key: "turn.max_allocations_per_user", help: "Relay allocations one user may hold at once; 0: no limit."},
 		{key: "turn.user_bitrate", help: "Bytes per second one user's relay allocations may carry, both directions together; beyond it packets are dropped. 0: no limit."},
+		{key: "webrtc.data_channels", help: "Serve the WebRTC data-channel transport at POST /webrtc: clients open a peer connection to the server and speak the Herald protocol over its data channels."},
+		{key: "webrtc.public_ips", help: "Addresses clients reach this node at when it sits behind a 1:1 NAT; they replace its interfaces' addresses in WebRTC answers. In the environment: comma-separated."},
+		{key: "webrtc.udp_port_min", help: "Lowest UDP port of the data-channel transport's peer connections, for firewalls; 0 with udp_port_max 0: any ephemeral port."},
+		{key: "webrtc.udp_port_max", help: "Highest UDP port of the data-channel transport's peer connections."},
 		{key: "namespaces", help: `Channel options by namespace, the part of a channel name before ':'; the namespace "" holds channels without a colon. Access values: nobody, authenticated, anyone (unset denies). Empty list: dev mode opens everything; otherwise only a closed default namespace exists. In the environment: a JSON array.`},
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/transport/poll"
 	"github.com/heraldrt/herald/internal/transport/sse"
+	"github.com/heraldrt/herald/internal/transport/webrtc"
 	"github.com/heraldrt/herald/internal/transport/websocket"
 	"github.com/heraldrt/herald/internal/turn"
 	"github.com/heraldrt/herald/web"
@@ -44,6 +45,7 @@ type Server struct {
 	ws     *websocket.Server
 	sse    *sse.Handler
 	poll   *poll.Handler
+	webrtc *webrtc.Server // nil when webrtc.data_channels is off
 	http   *http.Server
 	// stopAuth ends the verifier's background JWKS refresh.
 	stopAuth context.CancelFunc
@@ -198,6 +200,12 @@ func (s *Server) wire(verifier *auth.Verifier) error {
 	mux.Handle("/sse", g.wrap(route{connection: true}, s.sse))
 	s.poll = poll.New(poll.Config{Node: n, Logger: s.log.With("transport", "poll")})
 	mux.Handle("/poll", g.wrap(route{}, s.poll))
+	if s.webrtc, err = s.newWebRTC(); err != nil {
+		return fmt.Errorf("server: webrtc: %w", err)
+	}
+	if s.webrtc != nil {
+		mux.Handle("/webrtc", g.wrap(route{connection: true, tokenOptional: true}, s.webrtc))
+	}
 	clientAPI := g.wrap(route{}, api.NewClientHandler(api.ClientConfig{Node: n, MaxBodyBytes: publishBody}))
 	for _, p := range api.ClientPaths {
 		mux.Handle(p, clientAPI)
@@ -398,6 +406,11 @@ func (s *Server) stop(ctx context.Context, wsStarted bool) error {
 		}
 		if err := s.poll.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("server: poll shutdown: %w", err))
+		}
+	}
+	if s.webrtc != nil {
+		if err := s.webrtc.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("server: webrtc shutdown: %w", err))
 		}
 	}
 	return errors.Join(errs...)

@@ -8,10 +8,8 @@
 package turn
 
 import (
-	"bufio"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -20,8 +18,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pion/logging"
 	pionturn "github.com/pion/turn/v5"
+
+	"github.com/heraldrt/herald/internal/pionlog"
 )
 
 // Config configures a Server. Addr and Secret are required.
@@ -120,7 +119,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.UserBitrate > 0 {
 		s.bytes = newUserLimits(cfg.UserBitrate)
 	}
-	loggers := pionLoggers(cfg.Logger)
+	loggers := pionlog.Factory(cfg.Logger, "turn: ")
 	relay := func() pionturn.RelayAddressGenerator {
 		return &limitedRelay{RelayAddressGeneratorStatic: &pionturn.RelayAddressGeneratorStatic{RelayAddress: publicIP, Address: listenIP.String()}, limits: s.bytes}
 	}
@@ -273,23 +272,3 @@ func credentialUser(username string) string {
 	}
 	return username
 }
-
-// pionLoggers sends pion's warnings and errors to logger, one record per
-// line pion writes.
-func pionLoggers(logger *slog.Logger) *logging.DefaultLoggerFactory {
-	return &logging.DefaultLoggerFactory{Writer: lineLogger{logger}, DefaultLogLevel: logging.LogLevelWarn, ScopeLevels: map[string]logging.LogLevel{}}
-}
-
-type lineLogger struct{ log *slog.Logger }
-
-func (l lineLogger) Write(p []byte) (int, error) {
-	sc := bufio.NewScanner(strings.NewReader(string(p)))
-	for sc.Scan() {
-		if line := strings.TrimSpace(sc.Text()); line != "" {
-			l.log.Warn("turn: " + line)
-		}
-	}
-	return len(p), nil
-}
-
-var _ io.Writer = lineLogger{}

@@ -133,12 +133,32 @@ func (c *Conn) flushOnce() {
 
 // writeItems coalesces the frames of buf.items, joined by '\n', into as few
 // text messages of at most host.maxCoalesced bytes as possible. A frame
-// longer than that is written alone, straight from its own bytes.
+// longer than that is written alone, straight from its own bytes. When the
+// socket has an unreliable path open, latest-only publications take it
+// instead, one per message so a lost packet loses one, and only the newest
+// of each channel.
 func (c *Conn) writeItems(sock Socket, buf *flushBuffer) error {
 	limit := c.host.maxCoalesced
 	msg := buf.msg[:0]
+	lossy, _ := sock.(LatestSocket)
+	if lossy != nil && !lossy.HasLatestPath() {
+		lossy = nil
+	}
+	var newest map[string]int
+	if lossy != nil {
+		newest = newestLatest(buf.items)
+	}
 	for i := range buf.items {
 		f := buf.items[i].Frame
+		if newest != nil && buf.items[i].Latest {
+			if newest[buf.items[i].Channel] != i {
+				continue
+			}
+			if err := lossy.WriteLatest(f); err != nil {
+				return err
+			}
+			continue
+		}
 		if len(msg) > 0 && len(msg)+1+len(f) > limit {
 			if err := sock.WriteText(msg); err != nil {
 				return err
@@ -161,6 +181,22 @@ func (c *Conn) writeItems(sock Socket, buf *flushBuffer) error {
 		return sock.WriteText(msg)
 	}
 	return nil
+}
+
+// newestLatest maps the channel of each latest-only publication in items to
+// the index of its newest one; nil when there is none.
+func newestLatest(items []node.Item) map[string]int {
+	var newest map[string]int
+	for i := range items {
+		if !items[i].Latest {
+			continue
+		}
+		if newest == nil {
+			newest = make(map[string]int)
+		}
+		newest[items[i].Channel] = i
+	}
+	return newest
 }
 
 // closeSocket sends d as the close frame and finishes the session without

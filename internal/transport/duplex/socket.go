@@ -22,3 +22,15 @@ type Socket interface {
 	// Abort ends the connection at once, without telling the peer.
 	Abort()
 }
+
+// LatestSocket is a Socket that may also have an unreliable, unordered
+// path, meant for the publications of protocol.DeliveryLatest
+// subscriptions (a WebRTC data channel without retransmissions).
+type LatestSocket interface {
+	Socket
+	// HasLatestPath reports whether the unreliable path is open now.
+	HasLatestPath() bool
+	// WriteLatest sends p alone on the unreliable path, where it may be
+	// lost; p may be reused once it returns.
+	WriteLatest(p []byte) error
+}
