@@ -19,7 +19,8 @@ type Config struct {
 	// "https://rt.example.com/herald". ws:// and wss:// are accepted too.
 	// The transports' paths (/ws, /sse, /poll, /publish, …) are appended.
 	URL string
-	// Transport chooses WebSocket (the zero value), SSE, LongPoll or ShortPoll.
+	// Transport chooses WebSocket (the zero value), SSE, LongPoll, ShortPoll
+	// or WebRTC.
 	Transport Transport
 	// Name is sent to the server when connecting over WebSocket, to tell
 	// clients apart in its logs.
@@ -178,7 +179,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Transport < WebSocket || cfg.Transport > ShortPoll {
+	if cfg.Transport < WebSocket || cfg.Transport > WebRTC {
 		return nil, fmt.Errorf("client: unknown transport %d", cfg.Transport)
 	}
 	if cfg.MinBackoff < 0 || cfg.MaxBackoff < 0 || cfg.BufferSize < 0 || cfg.PollTimeout < 0 || cfg.PollInterval < 0 || cfg.IdleTimeout < 0 {
@@ -235,7 +236,9 @@ func New(cfg Config) (*Client, error) {
 	c.streamHC = &stream
 	switch cfg.Transport {
 	case WebSocket:
-		c.tr = &wsTransport{c: c}
+		c.tr = &wsTransport{c: c, dial: c.dialWebSocket}
+	case WebRTC:
+		c.tr = &wsTransport{c: c, dial: c.dialWebRTC}
 	case SSE:
 		c.tr = &sseTransport{c: c}
 	default:

@@ -140,7 +140,8 @@ func TestTransports(t *testing.T) {
 				t.Fatalf("history since %v: %+v, %v", since, hist, err)
 			}
 
-			// Clients on WebSocket and SSE are in presence; pollers are not.
+			// Clients on WebSocket, SSE and WebRTC are in presence; pollers
+			// are not.
 			clients, err := c.Presence(ctx, channel)
 			if err != nil {
 				t.Fatal(err)
@@ -149,7 +150,7 @@ func TestTransports(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			inPresence := tr == client.WebSocket || tr == client.SSE
+			inPresence := tr == client.WebSocket || tr == client.SSE || tr == client.WebRTC
 			if inPresence && (len(clients) != 1 || stats.NumClients != 1) || !inPresence && (len(clients) != 0 || stats.NumClients != 0) {
 				t.Fatalf("presence %v, stats %+v", clients, stats)
 			}

@@ -109,7 +109,7 @@ func (c *Client) PresenceStats(ctx context.Context, channel string) (PresenceSta
 
 // command runs a command once the client may send it.
 func (c *Client) command(ctx context.Context, method string, params, out any) error {
-	if err := c.commandState(ctx, c.cfg.Transport == WebSocket); err != nil {
+	if err := c.commandState(ctx, c.cfg.Transport.bidirectional()); err != nil {
 		return err
 	}
 	err := c.tr.call(ctx, method, params, out)

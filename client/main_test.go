@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreCurrent())
 }
 
-var transports = []client.Transport{client.WebSocket, client.SSE, client.LongPoll, client.ShortPoll}
+var transports = []client.Transport{client.WebSocket, client.SSE, client.LongPoll, client.ShortPoll, client.WebRTC}
 
 // testServer is an in-process Herald server that can be stopped and started
 // again on the same address, as a restarted process would be.

@@ -28,10 +28,13 @@ const (
 	wsReadLimit = 64 << 20
 )
 
-// wsTransport runs the protocol over WebSocket: one connection carries
-// commands with ids, their replies, and pushes.
+// wsTransport runs the bidirectional protocol over a message connection,
+// a WebSocket or a WebRTC data channel: one connection carries commands
+// with ids, their replies, and pushes.
 type wsTransport struct {
 	c *Client
+	// dial opens a connection; the connect command follows on it.
+	dial func(ctx context.Context) (messageConn, error)
 	// conn is the current connection once its connect command succeeded,
 	// nil otherwise. Guarded by c.mu.
 	conn *wsConn
@@ -45,21 +48,14 @@ func (t *wsTransport) session(ctx context.Context) error {
 	if err != nil {
 		return tokenFailure(err)
 	}
-	u := "ws" + strings.TrimPrefix(c.base, "http") + "/ws"
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	ws, resp, err := websocket.Dial(dctx, u, &websocket.DialOptions{HTTPClient: c.streamHC, HTTPHeader: c.cfg.Header})
+	mc, err := t.dial(dctx)
 	if err != nil {
-		r := &endReason{reason: "websocket handshake", err: err}
-		if resp != nil {
-			s := resp.StatusCode
-			r.permanent = s >= 400 && s < 500 && s != http.StatusRequestTimeout && s != http.StatusTooManyRequests
-		}
-		return r
+		return asEndReason(err)
 	}
-	ws.SetReadLimit(wsReadLimit)
 	wctx, wcancel := context.WithCancel(ctx)
-	w := &wsConn{t: t, ws: ws, done: make(chan struct{}), pending: make(map[uint32]*pendingCall), ctx: wctx, cancel: wcancel}
+	w := &wsConn{t: t, mc: mc, done: make(chan struct{}), pending: make(map[uint32]*pendingCall), ctx: wctx, cancel: wcancel}
 	go w.readLoop()
 
 	c.mu.Lock()
@@ -253,11 +249,11 @@ func (t *wsTransport) call(ctx context.Context, method string, params, out any) 
 	}
 }
 
-// wsConn is one WebSocket connection: a reader goroutine, the commands
-// waiting for their replies, and the tasks that fetch tokens for it.
+// wsConn is one connection of a wsTransport: a reader goroutine, the
+// commands waiting for their replies, and the tasks that fetch tokens for it.
 type wsConn struct {
 	t    *wsTransport
-	ws   *websocket.Conn
+	mc   messageConn
 	done chan struct{} // closed when the reader has exited
 	// ctx ends with the connection (cancel is called by fail): the
 	// context of its tasks.
@@ -391,7 +387,7 @@ func (w *wsConn) unregister(id uint32) {
 func (w *wsConn) write(msg []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	if err := w.ws.Write(ctx, websocket.MessageText, msg); err != nil {
+	if err := w.mc.Write(ctx, msg); err != nil {
 		w.fail(&endReason{reason: "write", err: err})
 		return err
 	}
@@ -409,7 +405,7 @@ func (w *wsConn) fail(r *endReason) {
 	}
 	w.mu.Unlock()
 	w.cancel()
-	_ = w.ws.CloseNow()
+	w.mc.Close()
 }
 
 // spawn runs fn on a goroutine of its own while the connection lives; the
@@ -500,20 +496,16 @@ func (w *wsConn) readLoop() {
 	defer w.failPending()
 	ctx := context.Background()
 	for {
-		typ, msg, err := w.ws.Read(ctx)
+		msg, err := w.mc.Read(ctx)
 		if err != nil {
-			r := &endReason{reason: "connection lost", err: err}
-			var ce websocket.CloseError
-			if errors.As(err, &ce) {
-				r = closeReason(uint16(ce.Code), ce.Reason)
+			r, ok := err.(*endReason)
+			if !ok {
+				r = &endReason{reason: "connection lost", err: err}
 			}
 			w.fail(r)
 			return
 		}
 		w.alive()
-		if typ != websocket.MessageText {
-			continue
-		}
 		for len(msg) > 0 {
 			var line []byte
 			line, msg, _ = bytes.Cut(msg, []byte{'\n'})
@@ -604,7 +596,7 @@ func (w *wsConn) handle(line []byte) *endReason {
 	case protocol.PushPing:
 		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 		defer cancel()
-		if err := w.ws.Write(ctx, websocket.MessageText, []byte(`{"method":"pong"}`)); err != nil {
+		if err := w.mc.Write(ctx, []byte(`{"method":"pong"}`)); err != nil {
 			return &endReason{reason: "write pong", err: err}
 		}
 	case protocol.PushUnsubscribe:
@@ -613,6 +605,9 @@ func (w *wsConn) handle(line []byte) *endReason {
 		c.serverSubscribed(w, f.Channel, protocol.SubscribeResult{Epoch: f.Epoch, Offset: f.Offset, Recoverable: f.Recoverable, WasRecovering: f.WasRecovering, Recovered: f.Recovered})
 	case protocol.PushRefresh:
 		w.refresh(f.ExpiresIn)
+	case protocol.PushDisconnect:
+		// Sent where the connection has no close frame of its own.
+		return closeReason(uint16(f.Code), f.Reason)
 	}
 	return nil
 }
@@ -641,3 +636,59 @@ func (w *wsConn) unsubscribed(channel string, e *Error) *endReason {
 	w.send([]outCommand{cmd})
 	return nil
 }
+
+// messageConn is a bidirectional connection carrying text messages.
+type messageConn interface {
+	// Read returns the next text message. An error ends the connection; an
+	// *endReason error says why the server closed it.
+	Read(ctx context.Context) ([]byte, error)
+	Write(ctx context.Context, msg []byte) error
+	// Close ends the connection at once.
+	Close()
+}
+
+// dialWebSocket opens the WebSocket at /ws.
+func (c *Client) dialWebSocket(ctx context.Context) (messageConn, error) {
+	u := "ws" + strings.TrimPrefix(c.base, "http") + "/ws"
+	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: c.streamHC, HTTPHeader: c.cfg.Header})
+	if err != nil {
+		r := &endReason{reason: "websocket handshake", err: err}
+		if resp != nil {
+			r.permanent = refusedStatus(resp.StatusCode)
+		}
+		return nil, r
+	}
+	ws.SetReadLimit(wsReadLimit)
+	return wsMessages{ws}, nil
+}
+
+// refusedStatus reports whether an HTTP status refusing a connection would
+// refuse it again.
+func refusedStatus(s int) bool {
+	return s >= 400 && s < 500 && s != http.StatusRequestTimeout && s != http.StatusTooManyRequests
+}
+
+// wsMessages is a messageConn on a WebSocket.
+type wsMessages struct{ ws *websocket.Conn }
+
+func (m wsMessages) Read(ctx context.Context) ([]byte, error) {
+	for {
+		typ, msg, err := m.ws.Read(ctx)
+		if err != nil {
+			var ce websocket.CloseError
+			if errors.As(err, &ce) {
+				return nil, closeReason(uint16(ce.Code), ce.Reason)
+			}
+			return nil, err
+		}
+		if typ == websocket.MessageText {
+			return msg, nil
+		}
+	}
+}
+
+func (m wsMessages) Write(ctx context.Context, msg []byte) error {
+	return m.ws.Write(ctx, websocket.MessageText, msg)
+}
+
+func (m wsMessages) Close() { _ = m.ws.CloseNow() }

@@ -23,6 +23,10 @@ const (
 	LongPoll
 	// ShortPoll (GET /poll without a timeout) asks at a fixed interval.
 	ShortPoll
+	// WebRTC (POST /webrtc) opens a peer connection to the server and
+	// speaks the WebSocket protocol over its data channels, over UDP;
+	// subscriptions with Latest set get their publications unreliably.
+	WebRTC
 )
 
 func (t Transport) String() string {
@@ -35,19 +39,24 @@ func (t Transport) String() string {
 		return "longpoll"
 	case ShortPoll:
 		return "shortpoll"
+	case WebRTC:
+		return "webrtc"
 	}
 	return fmt.Sprintf("Transport(%d)", int(t))
 }
 
+// bidirectional transports carry commands on the connection itself.
+func (t Transport) bidirectional() bool { return t == WebSocket || t == WebRTC }
+
 // ParseTransport returns the Transport named by s, as its String method
 // spells it.
 func ParseTransport(s string) (Transport, error) {
-	for _, t := range []Transport{WebSocket, SSE, LongPoll, ShortPoll} {
+	for _, t := range []Transport{WebSocket, SSE, LongPoll, ShortPoll, WebRTC} {
 		if t.String() == s {
 			return t, nil
 		}
 	}
-	return 0, fmt.Errorf("client: unknown transport %q: want websocket, sse, longpoll or shortpoll", s)
+	return 0, fmt.Errorf("client: unknown transport %q: want websocket, sse, longpoll, shortpoll or webrtc", s)
 }
 
 // State is a Client's connection state.
