@@ -32,6 +32,13 @@ type SubscriptionConfig struct {
 	// as Config.GetToken does, on the client's own goroutines.
 	GetToken func(ctx context.Context, channel string) (string, error)
 
+	// Latest says only the newest value of the channel matters (cursors,
+	// game state): on the WebRTC transport its publications then come
+	// over an unreliable, unordered data channel, without retransmissions
+	// or head-of-line blocking, and some are skipped; stale ones arriving
+	// late are dropped. Other transports deliver every publication.
+	Latest bool
+
 	// Handlers of the subscription's events, called on the client's handler
 	// goroutine, in order, never concurrently (see the package
 	// documentation). Any may be nil.
@@ -371,7 +378,12 @@ func (c *Client) deliver(conn any, pub Publication) error {
 	if s == nil || s.conn != conn || s.state != SubscriptionSubscribed {
 		return c.deliverServerLocked(conn, pub)
 	}
-	if ok, err := c.follows(pub, s.wire, s.hasWire); !ok {
+	ok, err := c.follows(pub, s.wire, s.hasWire)
+	if s.cfg.Latest && err == errGap {
+		// Skipped values are what a latest-only subscription allows.
+		ok, err = true, nil
+	}
+	if !ok {
 		return err
 	}
 	if pub.Offset > 0 {
@@ -386,6 +398,9 @@ func (c *Client) deliver(conn any, pub Publication) error {
 		}
 	}}
 	if !c.queue.tryPush(e) {
+		if s.cfg.Latest {
+			return nil // a newer value follows
+		}
 		return errSlowHandler
 	}
 	if pub.Offset > 0 && s.hasWire {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -301,6 +303,64 @@ func TestChangingSubscriptionsUnderLoad(t *testing.T) {
 			<-pub.done
 			testkit.WaitFor(t, 20*time.Second, "every publication", func() bool { return received(recs) >= total })
 			checkStream(t, recs, total)
+		})
+	}
+}
+
+// TestLatestSubscription: over WebRTC a latest-only subscription may skip
+// values but never goes back, ends at the newest, and skipping is no reason
+// to reconnect; over WebSocket it gets every publication.
+func TestLatestSubscription(t *testing.T) {
+	srv := startServer(t, nil)
+	hc := &http.Client{Transport: &http.Transport{}}
+	t.Cleanup(hc.CloseIdleConnections)
+	for _, tr := range []client.Transport{client.WebRTC, client.WebSocket} {
+		t.Run(tr.String(), func(t *testing.T) {
+			ctx := ctxT(t)
+			var connects atomic.Int32
+			c := newClient(t, srv.URL(), tr, func(cfg *client.Config) {
+				cfg.OnConnected = func(client.ConnectedEvent) { connects.Add(1) }
+			})
+			if err := c.Connect(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var rec recorder
+			cfg := rec.config()
+			cfg.Latest = true
+			channel := "cursor:" + tr.String()
+			sub, err := c.NewSubscription(channel, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sub.Subscribe(ctx); err != nil {
+				t.Fatal(err)
+			}
+			const n = 300
+			var newest uint64
+			for i := range n {
+				res, err := apiPublish(t, hc, srv.URL(), channel, map[string]int{"x": i}, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				newest = res.Offset
+			}
+			testkit.WaitFor(t, 10*time.Second, "the newest value", func() bool {
+				pubs := rec.publications()
+				return len(pubs) > 0 && pubs[len(pubs)-1].Offset == newest
+			})
+			pubs := rec.publications()
+			for i := 1; i < len(pubs); i++ {
+				if pubs[i].Offset <= pubs[i-1].Offset {
+					t.Fatalf("offset %d after %d", pubs[i].Offset, pubs[i-1].Offset)
+				}
+			}
+			if tr == client.WebSocket && len(pubs) != n {
+				t.Fatalf("websocket delivered %d of %d", len(pubs), n)
+			}
+			if got := connects.Load(); got != 1 {
+				t.Fatalf("connected %d times", got)
+			}
+			t.Logf("%s: %d of %d values delivered, in order, the newest last", tr, len(pubs), n)
 		})
 	}
 }

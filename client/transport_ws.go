@@ -152,6 +152,9 @@ func (t *wsTransport) subscribeCommandLocked(w *wsConn, sub *Subscription) outCo
 	sub.conn = w
 	gen := sub.gen.Load()
 	req := protocol.SubscribeRequest{Channel: sub.channel, Token: sub.token}
+	if sub.cfg.Latest {
+		req.Delivery = protocol.DeliveryLatest
+	}
 	from := sub.wire
 	if sub.hasWire {
 		req.Recover, req.Epoch, req.Offset = true, from.Epoch, from.Offset

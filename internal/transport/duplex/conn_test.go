@@ -129,3 +129,45 @@ func TestInboxOverflowDisconnects(t *testing.T) {
 		t.Fatalf("%d frames still queued after the close", queued)
 	}
 }
+
+// latestSocket is a recordingSocket with an unreliable path.
+type latestSocket struct {
+	recordingSocket
+	open   bool
+	latest []string
+}
+
+func (l *latestSocket) HasLatestPath() bool { return l.open }
+func (l *latestSocket) WriteLatest(p []byte) error {
+	l.latest = append(l.latest, string(p))
+	return nil
+}
+
+func TestLatestPublicationsTakeTheUnreliablePath(t *testing.T) {
+	items := []node.Item{
+		{Frame: []byte("r1")},
+		{Frame: []byte("a1"), Channel: "a", Latest: true},
+		{Frame: []byte("b1"), Channel: "b", Latest: true},
+		{Frame: []byte("a2"), Channel: "a", Latest: true},
+		{Frame: []byte("r2")},
+	}
+	c := &Conn{host: &Host{maxCoalesced: 1 << 10}}
+
+	sock := &latestSocket{open: true}
+	if err := c.writeItems(sock, &flushBuffer{items: items}); err != nil {
+		t.Fatal(err)
+	}
+	// Only the newest of each channel, one per message; the rest coalesced
+	// on the reliable path.
+	if strings.Join(sock.latest, "|") != "b1|a2" || strings.Join(sock.msgs, "|") != "r1\nr2" {
+		t.Fatalf("latest %q, reliable %q", sock.latest, sock.msgs)
+	}
+
+	closed := &latestSocket{}
+	if err := c.writeItems(closed, &flushBuffer{items: items}); err != nil {
+		t.Fatal(err)
+	}
+	if len(closed.latest) != 0 || strings.Join(closed.msgs, "|") != "r1\na1\nb1\na2\nr2" {
+		t.Fatalf("without the path: latest %q, reliable %q", closed.latest, closed.msgs)
+	}
+}

@@ -164,6 +164,19 @@ func (p *peer) latestChannel() *pion.DataChannel {
 	return p.latest
 }
 
+// abort drops the peer connection at once, unless its session is saying
+// goodbye (see socket.Abort).
+func (p *peer) abort() {
+	p.mu.Lock()
+	sock := p.sock
+	p.mu.Unlock()
+	if sock != nil {
+		sock.Abort()
+		return
+	}
+	p.close(errShutdown)
+}
+
 // endHandshakeLocked releases the handshake slot, once. Caller holds p.mu.
 func (p *peer) endHandshakeLocked() {
 	if p.handshaking {

@@ -220,7 +220,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Shutdown closes every peer connection. Call it after node.Shutdown, which
-// has already told each session to go and flushed what it could. It waits
+// has already told each session to go: connections still delivering that
+// notice get until WriteTimeout to do so, the others are dropped. It waits
 // for every peer connection to be closed and every session finished, or
 // for ctx.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -233,7 +234,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	s.host.Stop()
 	for _, p := range peers {
-		p.close(errShutdown)
+		p.abort()
 	}
 	err := s.waitPeers(ctx)
 	if err == nil {

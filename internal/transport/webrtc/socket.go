@@ -26,8 +26,12 @@ type socket struct {
 	dc        *pion.DataChannel
 	conn      *duplex.Conn
 	wantDrain atomic.Bool
-	closing   atomic.Bool
-	done      atomic.Bool
+	// deaf: inbound messages are no longer delivered.
+	deaf atomic.Bool
+	// goodbye: CloseWith has sent the disconnect push, and the peer
+	// connection closes when the client has it, or after WriteTimeout.
+	goodbye atomic.Bool
+	done    atomic.Bool
 }
 
 func newSocket(p *peer, dc *pion.DataChannel, conn *duplex.Conn) *socket {
@@ -41,13 +45,13 @@ func newSocket(p *peer, dc *pion.DataChannel, conn *duplex.Conn) *socket {
 
 func (s *socket) onMessage(msg pion.DataChannelMessage) {
 	switch {
-	case s.closing.Load():
+	case s.deaf.Load():
 	case !msg.IsString:
 		s.conn.Binary()
 	case len(msg.Data) > s.p.srv.cfg.MaxMessageSize:
 		// Pion refuses messages over the SCTP limit advertised in the
 		// answer; this is a peer that ignored it.
-		s.closing.Store(true)
+		s.deaf.Store(true)
 		s.conn.TooLarge()
 	default:
 		s.conn.Text(msg.Data)
@@ -80,13 +84,20 @@ func (s *socket) Blocked() bool {
 // CloseWith implements duplex.Socket: a data channel has no close frame,
 // so the reason goes as a disconnect push, the channel's last message.
 func (s *socket) CloseWith(d protocol.Disconnect) {
-	if s.closing.CompareAndSwap(false, true) {
+	s.deaf.Store(true)
+	if s.goodbye.CompareAndSwap(false, true) {
 		s.p.sayGoodbye(s.dc, d)
 	}
 }
 
-// Abort implements duplex.Socket.
-func (s *socket) Abort() { s.p.close(errAborted) }
+// Abort implements duplex.Socket. A connection saying goodbye is left to
+// finish it: the disconnect push is on its way, and its timer bounds the
+// wait.
+func (s *socket) Abort() {
+	if !s.goodbye.Load() {
+		s.p.close(errAborted)
+	}
+}
 
 // HasLatestPath implements duplex.LatestSocket.
 func (s *socket) HasLatestPath() bool { return s.p.latestChannel() != nil }
@@ -104,7 +115,7 @@ func (s *socket) WriteLatest(p []byte) error {
 // finish reports the end of the connection to the session, once.
 func (s *socket) finish(cause error) {
 	if s.done.CompareAndSwap(false, true) {
-		s.closing.Store(true)
+		s.deaf.Store(true)
 		s.conn.Closed(cause)
 	}
 }
