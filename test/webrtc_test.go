@@ -11,6 +11,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/heraldrt/herald/client"
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
 	"github.com/heraldrt/herald/internal/server"
@@ -231,6 +232,41 @@ func TestWebRTCPeersConnectThroughSignalingAndRelay(t *testing.T) {
 		if pair.Local.Typ != webrtc.ICECandidateTypeRelay {
 			t.Errorf("%s talks over a %s candidate, want relay", name, pair.Local.Typ)
 		}
+	}
+
+	// A third peer connects to the server itself, with the Herald protocol
+	// on a data channel: it joins the room and receives what a WebSocket
+	// member publishes there.
+	pubs := make(chan client.Publication, 1)
+	carol, err := client.New(client.Config{URL: base, Transport: client.WebRTC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = carol.Close() })
+	if err := carol.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := carol.NewSubscription(room, client.SubscriptionConfig{OnPublication: func(p client.Publication) { pubs <- p }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Subscribe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.publish(ctx, room, `{"text":"hi carol"}`); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-pubs:
+		if string(p.Data) != `{"text":"hi carol"}` {
+			t.Fatalf("carol got %s", p.Data)
+		}
+	case <-ctx.Done():
+		t.Fatal("carol got no publication over the server's data channel")
+	}
+	members, err := carol.Presence(ctx, room)
+	if err != nil || len(members) != 3 {
+		t.Fatalf("room members %v, %v: want alice, bob and carol", members, err)
 	}
 }
 
