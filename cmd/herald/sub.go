@@ -68,7 +68,7 @@ of permission.
 func sub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("sub")
 	srv := serverFlag(fs)
-	transport := fs.String("transport", "websocket", "websocket, sse, longpoll or shortpoll")
+	transport := fs.String("transport", "websocket", "websocket, sse, longpoll, shortpoll or webrtc")
 	since := fs.String("since", "", "resume from this position (see above) instead of from now")
 	count := fs.Int("count", 0, "exit 0 after printing this many publications (0: run until interrupted)")
 	token := fs.String("token", "", "connection token, a JWT (env HERALD_TOKEN)")
@@ -83,7 +83,7 @@ func sub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	tr, err := client.ParseTransport(*transport)
 	if err != nil {
-		return usage("--transport %q: want websocket, sse, longpoll or shortpoll", *transport)
+		return usage("--transport %q: want websocket, sse, longpoll, shortpoll or webrtc", *transport)
 	}
 	for _, ch := range channels {
 		if !protocol.ValidChannel(ch) {

@@ -106,7 +106,7 @@ func parseLines(t *testing.T, out string) []printed {
 // pub → sub round trips on every transport, in process.
 func TestSub(t *testing.T) {
 	base := startCmdServer(t, "k")
-	for _, tr := range []string{"websocket", "sse", "longpoll", "shortpoll"} {
+	for _, tr := range []string{"websocket", "sse", "longpoll", "shortpoll", "webrtc"} {
 		t.Run(tr, func(t *testing.T) {
 			channel := "sub:" + tr
 			s := startSub(t, "--server", base, "--transport", tr, "--count", "3", channel)
