@@ -89,8 +89,9 @@ export interface PeerRoomOptions {
   stream?: MediaStreamLike | null;
   /**
    * Set over the configuration the room makes, `{iceServers: <the
-   * server's>}`: `{iceTransportPolicy: 'relay'}` forces the TURN relay,
-   * `{iceServers: […]}` replaces the server's.
+   * server's>, bundlePolicy: 'max-bundle'}`: `{iceTransportPolicy:
+   * 'relay'}` forces the TURN relay, `{iceServers: […]}` replaces the
+   * server's.
    */
   configuration?: PeerConfiguration;
   /**
@@ -109,7 +110,7 @@ export interface Peer {
   readonly id: string;
   readonly info: ClientInfo;
   readonly pc: PeerConnectionLike;
-  /** The data channel, with `dataChannel` set. */
+  /** The data channel, with `dataChannel` set, once negotiation began. */
   readonly channel: DataChannelLike | null;
   /** This side yields when both offer at once: the one whose client id sorts first. */
   readonly polite: boolean;
@@ -168,16 +169,25 @@ interface SignalData {
   candidate?: IceCandidateInit | null;
 }
 
+/**
+ * How long the polite side of a new connection waits for the other side's
+ * offer before it offers itself: the other may have nothing to send.
+ */
+const OFFER_WAIT = 1000;
+
 class RoomPeer implements Peer {
+  channel: DataChannelLike | null = null;
   makingOffer = false;
   ignoreOffer = false;
   settingAnswer = false;
+  /** The data channel and local tracks are on the connection. */
+  attached = false;
   closed = false;
+  offerWait: ReturnType<typeof setTimeout> | undefined;
   constructor(
     readonly id: string,
     readonly info: ClientInfo,
     readonly pc: PeerConnectionLike,
-    readonly channel: DataChannelLike | null,
     readonly polite: boolean,
   ) {}
 }
@@ -329,19 +339,44 @@ export class PeerRoom extends Emitter<PeerRoomEvents> {
     if (known) return known;
     let pc: PeerConnectionLike;
     try {
-      pc = new this.PC!({ iceServers: this.iceServers, ...this.opts.configuration });
+      // One transport for media and data: before the answer, other
+      // policies gather (and allocate TURN relays) for every section.
+      pc = new this.PC!({ iceServers: this.iceServers, bundlePolicy: 'max-bundle', ...this.opts.configuration });
     } catch (err) {
       this.emit('error', { error: err as Error });
       return null;
     }
-    const channel = this.opts.dataChannel ? pc.createDataChannel('herald', { negotiated: true, id: 0 }) : null;
-    const p = new RoomPeer(id, info, pc, channel, me < id);
+    const p = new RoomPeer(id, info, pc, me < id);
     this.byId.set(id, p);
     this.wire(p);
-    const stream = this.opts.stream;
-    if (stream) for (const track of stream.getTracks()) pc.addTrack(track, stream);
+    // Offers that cross cost the polite side a rollback, which in Chromium
+    // can leave its ICE gathering stuck for good; so on a new connection
+    // the impolite side offers and the polite side waits for that offer.
+    if (p.polite) p.offerWait = setTimeout(() => this.attach(p), OFFER_WAIT);
+    else this.attach(p);
     this.emit('peerjoined', { peer: p });
     return p;
+  }
+
+  /** Puts the data channel and the local tracks on p's connection, which makes it negotiate. */
+  private attach(p: RoomPeer): void {
+    clearTimeout(p.offerWait);
+    if (p.attached || p.closed) return;
+    p.attached = true;
+    const pc = p.pc;
+    if (this.opts.dataChannel) {
+      const ch = pc.createDataChannel('herald', { negotiated: true, id: 0 });
+      ch.binaryType = 'arraybuffer';
+      ch.onopen = () => {
+        if (!p.closed) this.emit('channelopen', { peer: p, channel: ch });
+      };
+      ch.onmessage = (ev: { data: unknown }) => {
+        if (!p.closed) this.emit('message', { peer: p, data: ev.data });
+      };
+      p.channel = ch;
+    }
+    const stream = this.opts.stream;
+    if (stream) for (const track of stream.getTracks()) pc.addTrack(track, stream);
   }
 
   private wire(p: RoomPeer): void {
@@ -374,16 +409,6 @@ export class PeerRoom extends Emitter<PeerRoomEvents> {
       if (state === 'failed') pc.restartIce();
       this.emit('peerstate', { peer: p, state });
     };
-    const ch = p.channel;
-    if (ch) {
-      ch.binaryType = 'arraybuffer';
-      ch.onopen = () => {
-        if (!p.closed) this.emit('channelopen', { peer: p, channel: ch });
-      };
-      ch.onmessage = (ev: { data: unknown }) => {
-        if (!p.closed) this.emit('message', { peer: p, data: ev.data });
-      };
-    }
   }
 
   /** Applies a signal from a member, the polite or the impolite way. */
@@ -394,6 +419,9 @@ export class PeerRoom extends Emitter<PeerRoomEvents> {
     const pc = p.pc;
     try {
       if (data.description) {
+        // Added before the offer is applied, the tracks and channel go in
+        // the answer.
+        this.attach(p);
         const d = data.description;
         const readyForOffer = !p.makingOffer && (pc.signalingState === 'stable' || p.settingAnswer);
         const collision = d.type === 'offer' && !readyForOffer;
@@ -460,6 +488,7 @@ export class PeerRoom extends Emitter<PeerRoomEvents> {
 
   private close(p: RoomPeer): void {
     p.closed = true;
+    clearTimeout(p.offerWait);
     p.pc.close();
     this.emit('peerleft', { peer: p });
   }

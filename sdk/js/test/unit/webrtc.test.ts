@@ -75,9 +75,12 @@ describe('PeerRoom', () => {
     await bob.room.join();
     await connectedPair(alice, bob, 'alice-1', 'bob-1');
 
-    // The id that sorts first is polite, on both sides alike.
+    // The id that sorts first is polite, on both sides alike; the impolite
+    // side offered, the polite one answered, and nobody rolled back.
     expect(alice.room.peers.map((p) => [p.id, p.polite])).toEqual([['bob-1', true]]);
     expect(bob.room.peers.map((p) => [p.id, p.polite])).toEqual([['alice-1', false]]);
+    const [polite, impolite] = [pcTo(alice, 'bob-1'), pcTo(bob, 'alice-1')];
+    expect([polite.offers, impolite.offers, polite.rollbacks, impolite.rollbacks]).toEqual([0, 1, 0, 0]);
     expect(alice.log.tracks).toEqual(['bob-1 audio bob-audio in bob-stream', 'bob-1 video bob-video in bob-stream']);
     expect(bob.log.tracks).toEqual(['alice-1 audio alice-audio in alice-stream', 'alice-1 video alice-video in alice-stream']);
     expect(alice.log.events).toEqual(['joined bob-1', 'open bob-1']);
@@ -95,6 +98,7 @@ describe('PeerRoom', () => {
   });
 
   it('resolves offers that cross: the polite side rolls back and answers, the impolite side ignores', async () => {
+    // Signals held past the polite side's wait for an offer: both offer.
     server.holdSignals = true;
     const alice = member('alice');
     const bob = member('bob');
@@ -166,9 +170,22 @@ describe('PeerRoom', () => {
     await waitFor('a connection on each side', () => alice.room.peers.length === 1 && bob.room.peers.length === 1);
     expect(pcTo(alice, 'bob-1').configuration).toEqual({
       iceServers: [{ urls: ['turn:127.0.0.1:3478?transport=udp'], username: '9:alice-1', credential: 'c' }],
+      bundlePolicy: 'max-bundle',
       iceTransportPolicy: 'relay',
     });
-    expect(pcTo(bob, 'alice-1').configuration).toEqual({ iceServers: [{ urls: 'stun:elsewhere' }] });
+    expect(pcTo(bob, 'alice-1').configuration).toEqual({ iceServers: [{ urls: 'stun:elsewhere' }], bundlePolicy: 'max-bundle' });
+  });
+
+  it('makes the polite side offer when the other side has nothing to send', async () => {
+    const alice = member('alice', { dataChannel: false });
+    const bob = member('bob', { stream: null, dataChannel: false });
+    await alice.room.join();
+    await bob.room.join();
+    await waitFor('alice\'s tracks at bob', () => bob.log.tracks.length === 2);
+    const polite = pcTo(alice, 'bob-1');
+    await waitFor('connected', () => polite.connectionState === 'connected' && pcTo(bob, 'alice-1').connectionState === 'connected');
+    expect([polite.offers, pcTo(bob, 'alice-1').offers]).toEqual([1, 0]);
+    expect(alice.log.tracks).toEqual([]);
   });
 
   it('restarts ICE on a failed connection and negotiates again', async () => {
@@ -259,11 +276,11 @@ describe('PeerRoom', () => {
   });
 
   it('drops a member that a presence list names but the server no longer has, at its first signal', async () => {
-    server.phantoms = [{ client: 'ghost-1', user: 'ghost' }];
+    server.phantoms = [{ client: 'a-ghost-1', user: 'ghost' }];
     const alice = member('alice');
     await alice.room.join();
     await waitFor('the ghost to go', () => alice.log.events.length === 2);
-    expect(alice.log.events).toEqual(['joined ghost-1', 'left ghost-1']);
+    expect(alice.log.events).toEqual(['joined a-ghost-1', 'left a-ghost-1']);
     expect(alice.log.errors).toEqual([]);
   });
 
