@@ -1,5 +1,5 @@
 // Package web holds Herald's embedded browser pages: the demo apps served
-// at "/" (chat, ticker, collaborative cursors, transport panel), built on
+// at "/" (chat, ticker, collaborative cursors, video call, transport panel), built on
 // the TypeScript SDK, whose bundle it serves at SDKPath.
 package web
 

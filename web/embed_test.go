@@ -27,6 +27,7 @@ var pages = map[string][]string{
 	"ticker.html":     {"ticks", "gaps", "dups", "last-offset", "reconnects", "resume"},
 	"cursors.html":    {"board", "presence-count"},
 	"transports.html": {"log", "rtt", "current-transport", "client-state", "client-id"},
+	"call.html":       {"tiles", "local", "join", "mic", "cam", "call-messages", "call-text", "call-send", "file", "transfers"},
 }
 
 var (

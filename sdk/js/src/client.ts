@@ -14,6 +14,7 @@ import {
   type ClientState,
   type HistoryOptions,
   type HistoryResult,
+  type IceServer,
   type PresenceResult,
   type PresenceStatsResult,
   type PublishOptions,
@@ -263,6 +264,33 @@ export class Client extends Emitter<ClientEvents> {
   }
 
   /**
+   * Sends data (any JSON value) to the client `to` alone, a member of the
+   * WebRTC room channel, which this client must have joined by subscribing
+   * to it (docs/protocol.md, "WebRTC signaling"). The recipient gets a
+   * `signal` event. A refusal rejects with a HeraldError: 117 when `to` is
+   * not in the room, 110 when this client is not. Signaling needs a
+   * WebSocket connection: on other transports it rejects at once.
+   */
+  async signal(channel: string, to: string, data: unknown): Promise<void> {
+    await this.command('signal', { channel, to, data });
+  }
+
+  /**
+   * The server's STUN and TURN servers, with TURN credentials made for this
+   * client, for an RTCConfiguration's iceServers; an empty list when the
+   * server runs none. Needs a WebSocket connection, like signal.
+   */
+  async iceServers(): Promise<IceServer[]> {
+    const r = (await this.command('ice_servers', {})) as { ice_servers?: IceServer[] };
+    return (r.ice_servers ?? []).map((s) => {
+      const out: IceServer = { urls: s.urls };
+      if (s.username !== undefined) out.username = s.username;
+      if (s.credential !== undefined) out.credential = s.credential;
+      return out;
+    });
+  }
+
+  /**
    * Runs a command: over HTTP on transports that have no command channel
    * (no connection needed), else on the connection, waiting for it.
    */
@@ -271,7 +299,12 @@ export class Client extends Emitter<ClientEvents> {
     const deadline = Date.now() + this.opts.timeout;
     for (;;) {
       const name = this.attempting ?? this.opts.order[this.index]!;
-      if (this.opts.impls[name]?.httpCommands && this.opts.fetchFn) return httpCall(this.host, this.opts.fetchFn, method, params);
+      if (this.opts.impls[name]?.httpCommands) {
+        // The server knows a client id only on a connection, so signaling
+        // has no HTTP endpoint.
+        if (method === 'signal' || method === 'ice_servers') throw new Error(`herald: ${method} needs a WebSocket connection; the client is on ${name}`);
+        if (this.opts.fetchFn) return httpCall(this.host, this.opts.fetchFn, method, params);
+      }
       if (this.session && this.sessionConnected) return this.session.call(method, params);
       const left = deadline - Date.now();
       if (left <= 0) throw new TimeoutError(`${method}: not connected within ${this.opts.timeout} ms`);
@@ -644,6 +677,7 @@ export class Client extends Emitter<ClientEvents> {
       dropPosition: (t, ch, gen) => reg.dropPosition(t, ch, gen),
       publication: (t, pub) => reg.publication(t, pub),
       presence: (t, kind, ch, info) => reg.presence(t, kind, ch, info),
+      signal: (t, ch, from, data) => reg.signal(t, ch, from, data),
       serverSubscribed: (t, ch, c) => reg.serverSubscribed(t, ch, c),
       serverUnsubscribed: (t, ch, code, reason) => reg.serverUnsubscribed(t, ch, code, reason),
       error: (t, type, err) => {

@@ -1,7 +1,8 @@
 /**
  * Herald's browser and Node client: one Client over WebSocket, SSE, long
  * polling or short polling, with automatic fallback, reconnects with
- * backoff, and subscriptions that resume from their last position.
+ * backoff, and subscriptions that resume from their last position; and
+ * PeerRoom, a WebRTC mesh signaled through a Herald room.
  *
  * @packageDocumentation
  */
@@ -39,6 +40,26 @@ export {
   parsePositions,
 } from './position.js';
 export type { StreamPosition } from './position.js';
+export { PeerRoom } from './webrtc.js';
+export type {
+  DataChannelLike,
+  IceCandidateInit,
+  MediaStreamLike,
+  MediaStreamTrackLike,
+  Peer,
+  PeerChannelEvent,
+  PeerConfiguration,
+  PeerConnectionConstructor,
+  PeerConnectionLike,
+  PeerErrorEvent,
+  PeerEvent,
+  PeerMessageEvent,
+  PeerRoomEvents,
+  PeerRoomOptions,
+  PeerStateEvent,
+  PeerTrackEvent,
+  SessionDescriptionInit,
+} from './webrtc.js';
 export type { Confirmation, EndReason, Transport, TransportHost, WantedSub, CommandMethod } from './transport.js';
 export { TRANSPORTS } from './types.js';
 export type * from './types.js';

@@ -206,6 +206,23 @@ export class Registry {
     if (ss && ss.session === t) this.emitClient(kind, { channel, info });
   }
 
+  /**
+   * Delivers a signal to the subscription of its room. The server sends
+   * signals only to members, and may send one before the subscribe reply
+   * (presence lists a member as it subscribes), so a subscription still
+   * subscribing takes it too.
+   */
+  signal(t: Transport, channel: string, from: ClientInfo, data: unknown): void {
+    if (t !== this.current()) return;
+    const s = this.subs.get(channel);
+    if (s && s.state !== 'unsubscribed') {
+      s._emit('signal', { channel, from, data });
+      return;
+    }
+    const ss = this.server.get(channel);
+    if (ss && ss.session === t) this.emitClient('signal', { channel, from, data });
+  }
+
   private serverPublication(t: Transport, pub: Publication): DeliverResult {
     const ss = this.server.get(pub.channel);
     if (!ss || ss.session !== t) return 'ok';

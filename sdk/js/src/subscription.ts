@@ -44,6 +44,7 @@ export interface SubscriptionOwner {
   history(channel: string, opts?: HistoryOptions): Promise<HistoryResult>;
   presence(channel: string): Promise<PresenceResult>;
   presenceStats(channel: string): Promise<PresenceStatsResult>;
+  signal(channel: string, to: string, data: unknown): Promise<void>;
 }
 
 /**
@@ -147,6 +148,11 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   /** Counts the clients and users subscribed to the channel. */
   presenceStats(): Promise<PresenceStatsResult> {
     return this.owner.presenceStats(this.channel);
+  }
+
+  /** Sends data to one other member of the channel's WebRTC room (see {@link Client.signal}). */
+  signal(to: string, data: unknown): Promise<void> {
+    return this.owner.signal(this.channel, to, data);
   }
 
   /**

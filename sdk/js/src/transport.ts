@@ -88,6 +88,7 @@ export interface TransportHost {
   dropPosition(t: Transport, channel: string, gen: number): void;
   publication(t: Transport, pub: Publication): DeliverResult;
   presence(t: Transport, kind: 'join' | 'leave', channel: string, info: ClientInfo): void;
+  signal(t: Transport, channel: string, from: ClientInfo, data: unknown): void;
   serverSubscribed(t: Transport, channel: string, c: Confirmation): void;
   /** The server ended or could not make a server-side subscription; returns whether the session must end. */
   serverUnsubscribed(t: Transport, channel: string, code: number, reason: string): boolean;
@@ -120,11 +121,11 @@ export interface Transport {
   update(): void;
   /** Tells the server a subscription confirmed on this session is no longer wanted. */
   unsubscribe(channel: string): void;
-  /** Runs a command (publish, history, presence, presence_stats). */
+  /** Runs a command (publish, history, presence, presence_stats, and on WebSocket signal, ice_servers). */
   call(method: CommandMethod, params: Record<string, unknown>): Promise<unknown>;
 }
 
-export type CommandMethod = 'publish' | 'history' | 'presence' | 'presence_stats';
+export type CommandMethod = 'publish' | 'history' | 'presence' | 'presence_stats' | 'signal' | 'ice_servers';
 
 /** Makes a transport session for a host. */
 export type TransportFactory = (host: TransportHost) => Transport;

@@ -78,6 +78,27 @@ export interface PresenceStatsResult {
   numUsers: number;
 }
 
+/**
+ * A STUN or TURN server in the form of the browser's RTCIceServer, so the
+ * list {@link Client.iceServers} returns goes into an RTCConfiguration as it is.
+ */
+export interface IceServer {
+  urls: string | string[];
+  /** TURN only: a short-lived user name the server made for this client. */
+  username?: string;
+  credential?: string;
+}
+
+/** A signal another member of a WebRTC room sent to this client alone. */
+export interface SignalEvent {
+  /** The room. */
+  channel: string;
+  /** The sender; reply to it with signal(channel, from.client, …). */
+  from: ClientInfo;
+  /** Any JSON value: a session description or an ICE candidate for the SDK's WebRTC helper. */
+  data: unknown;
+}
+
 /** A subscription was confirmed by the server (again, after a reconnect). */
 export interface SubscribedEvent {
   channel: string;
@@ -179,6 +200,7 @@ export interface ClientEvents {
   join: JoinLeaveEvent;
   leave: JoinLeaveEvent;
   unsubscribed: UnsubscribedEvent;
+  signal: SignalEvent;
 }
 
 /** Events of a Subscription. */
@@ -190,6 +212,8 @@ export interface SubscriptionEvents {
   publication: Publication;
   join: JoinLeaveEvent;
   leave: JoinLeaveEvent;
+  /** A signal to this client in the room the subscription makes it a member of (WebSocket and SSE). */
+  signal: SignalEvent;
   error: SubscriptionErrorEvent;
 }
 

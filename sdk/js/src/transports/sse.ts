@@ -266,6 +266,11 @@ export class SSETransport implements Transport {
       };
       es.addEventListener('join', presence('join'));
       es.addEventListener('leave', presence('leave'));
+      es.addEventListener('signal', (ev: { data?: unknown }) => {
+        if (this.es !== es) return;
+        const d = parse(ev);
+        if (d) this.host.signal(this, String(d['channel']), d['from'] as ClientInfo, d['data']);
+      });
       es.addEventListener('disconnect', (ev: { data?: unknown }) => {
         if (this.es !== es) return;
         const d = parse(ev);

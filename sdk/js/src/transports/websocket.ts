@@ -35,6 +35,8 @@ interface Frame extends Partial<WirePublication> {
   was_recovering?: boolean;
   recovered?: boolean;
   expires_in?: number;
+  /** A signal's sender. */
+  from?: ClientInfo;
 }
 
 interface SubscribeResult {
@@ -367,6 +369,9 @@ export class WebSocketTransport implements Transport {
       case 'join':
       case 'leave':
         this.host.presence(this, f.type, channel, f.info as ClientInfo);
+        return;
+      case 'signal':
+        this.host.signal(this, channel, f.from as ClientInfo, f.data);
         return;
       case 'ping':
         this.send('{"method":"pong"}');

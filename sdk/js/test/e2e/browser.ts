@@ -23,8 +23,9 @@ const FLAGS = [
   '--disable-dev-shm-usage',
 ];
 
-export function launch(): Promise<Browser> {
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+/** Starts headless Chromium with the suite's flags and any extra ones. */
+export function launch(args: readonly string[] = []): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...FLAGS, ...args] });
 }
 
 /** Where screenshots go: HERALD_ARTIFACTS, or artifacts/browser at the repository's root. */

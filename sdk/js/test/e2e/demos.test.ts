@@ -52,6 +52,7 @@ describe('demo pages', () => {
       }
       await shown.waitFor({ timeout: 5_000 });
       expect(await page.locator('a[href*="chat"]').count()).toBeGreaterThan(0);
+      expect(await page.locator('.demo-card[href="call.html"]').count()).toBe(1);
       await screenshot(browser, page, name);
       expect(errors).toEqual([]);
       await page.context().close();

@@ -53,8 +53,9 @@ export class FakeTransport implements Transport {
 
   unsubscribe(): void {}
 
-  call(method: CommandMethod): Promise<unknown> {
-    return Promise.resolve({ method, via: this.name });
+  call(method: CommandMethod, params: Record<string, unknown>): Promise<unknown> {
+    this.net.calls.push({ method, params, via: this.name });
+    return this.net.answer(method, params);
   }
 
   /** The connection breaks. */
@@ -71,6 +72,10 @@ export class FakeNet {
   probes: TransportName[] = [];
   opened: TransportName[] = [];
   sessions: FakeTransport[] = [];
+  /** Every command the sessions ran. */
+  calls: Array<{ method: CommandMethod; params: Record<string, unknown>; via: TransportName }> = [];
+  /** Answers the sessions' commands; tests replace it. */
+  answer: (method: CommandMethod, params: Record<string, unknown>) => Promise<unknown> = () => Promise.resolve({});
 
   impls(): Record<TransportName, TransportImpl> {
     const impl = (name: TransportName): TransportImpl => ({
