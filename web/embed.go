@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"html/template"
 	"io/fs"
 	"net/http"
 	"strings"
@@ -18,6 +19,55 @@ import (
 
 //go:embed static
 var static embed.FS
+
+// The demo pages are templates: each defines its "main" element, and
+// pages/layout.html wraps it in the head and navigation they all share.
+//
+//go:embed pages
+var pageFiles embed.FS
+
+// demo is one page: pages/Name.html, with its script static/Name.js.
+type demo struct {
+	Name  string
+	Label string // in the navigation; empty for the front page
+	Title string
+}
+
+var demos = []demo{
+	{Name: "index", Title: "Herald demo"},
+	{Name: "chat", Label: "Chat", Title: "Chat · Herald demo"},
+	{Name: "ticker", Label: "Ticker", Title: "Ticker · Herald demo"},
+	{Name: "cursors", Label: "Cursors", Title: "Cursors · Herald demo"},
+	{Name: "call", Label: "Call", Title: "Video call · Herald demo"},
+	{Name: "transports", Label: "Transports", Title: "Transports · Herald demo"},
+}
+
+// renderPages renders every demo page once, keyed by the path it is
+// served at.
+func renderPages() map[string][]byte {
+	nav := make([]demo, 0, len(demos))
+	for _, d := range demos {
+		if d.Label != "" {
+			nav = append(nav, d)
+		}
+	}
+	out := map[string][]byte{}
+	for _, d := range demos {
+		t := template.Must(template.ParseFS(pageFiles, "pages/layout.html", "pages/"+d.Name+".html"))
+		var b bytes.Buffer
+		data := struct {
+			Page demo
+			Nav  []demo
+			SDK  string
+		}{d, nav, SDKPath}
+		if err := t.ExecuteTemplate(&b, "layout", data); err != nil {
+			panic("web: page " + d.Name + ": " + err.Error())
+		}
+		out["/"+d.Name+".html"] = b.Bytes()
+	}
+	out["/"] = out["/index.html"]
+	return out
+}
 
 // csp allows the page nothing but its own origin: its scripts and styles are
 // files, never inline, and it connects only to the server that served it.
@@ -63,6 +113,7 @@ func Handler() http.Handler {
 	}
 	files := http.FileServerFS(root)
 	sdk := loadSDK()
+	pages := renderPages()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -83,6 +134,11 @@ func Handler() http.Handler {
 			h.Set("Content-Type", f.contentType)
 			h.Set("ETag", f.etag)
 			http.ServeContent(w, r, r.URL.Path, time.Time{}, bytes.NewReader(f.body))
+			return
+		}
+		if page, ok := pages[r.URL.Path]; ok {
+			h.Set("Content-Type", "text/html; charset=utf-8")
+			http.ServeContent(w, r, r.URL.Path, time.Time{}, bytes.NewReader(page))
 			return
 		}
 		files.ServeHTTP(w, r)

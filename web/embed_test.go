@@ -39,14 +39,17 @@ var (
 )
 
 func TestPages(t *testing.T) {
-	onDisk, err := fs.Glob(static, "static/*.html")
+	onDisk, err := fs.Glob(pageFiles, "pages/*.html")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range onDisk {
-		if _, ok := pages[path.Base(f)]; !ok {
+		if _, ok := pages[path.Base(f)]; !ok && path.Base(f) != "layout.html" {
 			t.Errorf("%s is not checked by this test: add it to pages", f)
 		}
+	}
+	if len(demos) != len(pages) {
+		t.Errorf("%d demos are served, %d checked", len(demos), len(pages))
 	}
 	for page, ids := range pages {
 		t.Run(page, func(t *testing.T) { checkPage(t, page, ids) })
@@ -76,6 +79,16 @@ func checkPage(t *testing.T, page string, ids []string) {
 	}
 	if page == "index.html" && !strings.Contains(body, "<title>Herald demo</title>") {
 		t.Error("index.html: the title must stay \"Herald demo\"")
+	}
+	// Every demo is in the navigation, the page itself marked current.
+	for _, d := range demos {
+		if d.Label != "" && !strings.Contains(body, `href="`+d.Name+`.html"`) {
+			t.Errorf("%s: the navigation lacks %s", page, d.Name)
+		}
+	}
+	current := strings.Count(body, `aria-current="page"`)
+	if page == "index.html" && current != 0 || page != "index.html" && (current != 1 || !strings.Contains(body, `href="`+page+`" aria-current="page"`)) {
+		t.Errorf("%s: %d links marked current", page, current)
 	}
 	for _, id := range append([]string{"transport-badge"}, ids...) {
 		if !strings.Contains(body, `id="`+id+`"`) {
