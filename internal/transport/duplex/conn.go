@@ -340,7 +340,7 @@ func (c *Conn) endUnlock() {
 		c.host.commands.Submit((*commandJob)(c))
 	}
 	if forget {
-		c.host.forget(c)
+		c.host.conns.Remove(c)
 	}
 }
 
@@ -408,7 +408,7 @@ func (c *Conn) runCommands() {
 			forget := c.forgetLocked()
 			c.mu.Unlock()
 			if forget {
-				c.host.forget(c)
+				c.host.conns.Remove(c)
 			}
 			return
 		}

@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/heraldrt/herald/internal/node"
@@ -70,11 +69,7 @@ type Host struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	stopped atomic.Bool
-
-	mu      sync.Mutex
-	conns   map[*Conn]struct{}
-	emptied chan struct{} // closed and cleared when conns becomes empty
+	conns Tracker[*Conn]
 }
 
 // flushBuffer is the scratch space of one flush: the drained items and the
@@ -121,7 +116,6 @@ func New(cfg Config) (*Host, error) {
 		writers:  eventloop.NewPool(4 * procs),
 		ctx:      ctx,
 		cancel:   cancel,
-		conns:    make(map[*Conn]struct{}),
 	}, nil
 }
 
@@ -131,7 +125,7 @@ func New(cfg Config) (*Host, error) {
 // connect command brings it. It fails with protocol.ErrShuttingDown once
 // Stop has begun or the node is draining.
 func (h *Host) Open(cred node.Credentials, authenticated bool) (*Conn, error) {
-	if h.stopped.Load() {
+	if h.conns.Stopped() {
 		return nil, protocol.ErrShuttingDown
 	}
 	c := &Conn{host: h}
@@ -141,7 +135,7 @@ func (h *Host) Open(cred node.Credentials, authenticated bool) (*Conn, error) {
 		return nil, err
 	}
 	c.sess = sess
-	if !h.register(c) {
+	if !h.conns.Add(c) {
 		sess.Finish()
 		return nil, protocol.ErrShuttingDown
 	}
@@ -152,14 +146,7 @@ func (h *Host) Open(cred node.Credentials, authenticated bool) (*Conn, error) {
 // after node.Shutdown, which has already told each session to go (close
 // code 4000) and flushed what it could.
 func (h *Host) Stop() {
-	h.mu.Lock()
-	h.stopped.Store(true)
-	conns := make([]*Conn, 0, len(h.conns))
-	for c := range h.conns {
-		conns = append(conns, c)
-	}
-	h.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range h.conns.Stop() {
 		c.abortSocket()
 	}
 }
@@ -168,7 +155,7 @@ func (h *Host) Stop() {
 // close, for every session to be finished and every goroutine of the pools
 // to end, or for ctx.
 func (h *Host) Wait(ctx context.Context) error {
-	err := h.waitConns(ctx)
+	err := h.conns.Wait(ctx)
 	h.cancel()
 	if err == nil {
 		err = h.commands.Wait(ctx)
@@ -180,47 +167,7 @@ func (h *Host) Wait(ctx context.Context) error {
 }
 
 // Stopped reports whether Stop has begun.
-func (h *Host) Stopped() bool { return h.stopped.Load() }
-
-// register adds c to the connections Wait waits for, unless stopping.
-func (h *Host) register(c *Conn) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.stopped.Load() {
-		return false
-	}
-	h.conns[c] = struct{}{}
-	return true
-}
-
-func (h *Host) forget(c *Conn) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	delete(h.conns, c)
-	if len(h.conns) == 0 && h.emptied != nil {
-		close(h.emptied)
-		h.emptied = nil
-	}
-}
-
-func (h *Host) waitConns(ctx context.Context) error {
-	h.mu.Lock()
-	if len(h.conns) == 0 {
-		h.mu.Unlock()
-		return nil
-	}
-	if h.emptied == nil {
-		h.emptied = make(chan struct{})
-	}
-	ch := h.emptied
-	h.mu.Unlock()
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (h *Host) Stopped() bool { return h.conns.Stopped() }
 
 func (h *Host) getBuffer() *flushBuffer {
 	if b, ok := h.buffers.Get().(*flushBuffer); ok {

@@ -38,7 +38,7 @@ func (s *Server) newPeer(cred node.Credentials, auth bool) (*peer, error) {
 		return nil, protocol.ErrInternal.With("peer connection: %v", err)
 	}
 	p := &peer{srv: s, pc: pc, cred: cred, auth: auth}
-	if !s.register(p) {
+	if !s.peers.Add(p) {
 		_ = pc.Close()
 		return nil, protocol.ErrShuttingDown
 	}
@@ -230,7 +230,7 @@ func (p *peer) endClose(sock *socket, cause error) {
 	// which may be one of pion's callbacks.
 	go func() {
 		_ = p.pc.Close()
-		p.srv.forget(p)
+		p.srv.peers.Remove(p)
 	}()
 }
 

@@ -25,7 +25,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -92,11 +91,7 @@ type Server struct {
 	cfg  Config
 
 	handshakes atomic.Int32
-
-	mu      sync.Mutex
-	stopped bool
-	peers   map[*peer]struct{}
-	emptied chan struct{} // closed and cleared when peers becomes empty
+	peers      duplex.Tracker[*peer]
 }
 
 // New validates cfg and returns a Server.
@@ -154,11 +149,10 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	return &Server{
-		host:  host,
-		api:   pion.NewAPI(pion.WithSettingEngine(se)),
-		log:   cfg.Logger,
-		cfg:   cfg,
-		peers: make(map[*peer]struct{}),
+		host: host,
+		api:  pion.NewAPI(pion.WithSettingEngine(se)),
+		log:  cfg.Logger,
+		cfg:  cfg,
 	}, nil
 }
 
@@ -225,18 +219,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // for every peer connection to be closed and every session finished, or
 // for ctx.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.stopped = true
-	peers := make([]*peer, 0, len(s.peers))
-	for p := range s.peers {
-		peers = append(peers, p)
-	}
-	s.mu.Unlock()
+	peers := s.peers.Stop()
 	s.host.Stop()
 	for _, p := range peers {
 		p.abort()
 	}
-	err := s.waitPeers(ctx)
+	err := s.peers.Wait(ctx)
 	if err == nil {
 		err = s.host.Wait(ctx)
 	}
@@ -252,42 +240,3 @@ var (
 	errGoodbyeTimeout   = errors.New("the client did not acknowledge its disconnect in time")
 	errAborted          = errors.New("connection aborted")
 )
-
-func (s *Server) register(p *peer) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopped {
-		return false
-	}
-	s.peers[p] = struct{}{}
-	return true
-}
-
-func (s *Server) forget(p *peer) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.peers, p)
-	if len(s.peers) == 0 && s.emptied != nil {
-		close(s.emptied)
-		s.emptied = nil
-	}
-}
-
-func (s *Server) waitPeers(ctx context.Context) error {
-	s.mu.Lock()
-	if len(s.peers) == 0 {
-		s.mu.Unlock()
-		return nil
-	}
-	if s.emptied == nil {
-		s.emptied = make(chan struct{})
-	}
-	ch := s.emptied
-	s.mu.Unlock()
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}

@@ -280,9 +280,7 @@ func TestLatestSubscriptionTakesUnreliableChannel(t *testing.T) {
 	p := dial(t, h, true)
 	p.call("connect", nil)
 	testkit.WaitFor(t, 5*time.Second, "herald-latest to open", func() bool {
-		h.srv.mu.Lock()
-		defer h.srv.mu.Unlock()
-		for pr := range h.srv.peers {
+		for _, pr := range h.srv.peers.Members() {
 			if pr.latestChannel() == nil {
 				return false
 			}
@@ -375,9 +373,7 @@ func TestBadOffersRefused(t *testing.T) {
 		}
 	}
 	testkit.WaitFor(t, 5*time.Second, "refused peers to be released", func() bool {
-		h.srv.mu.Lock()
-		defer h.srv.mu.Unlock()
-		return len(h.srv.peers) == 0 && h.srv.handshakes.Load() == 0
+		return len(h.srv.peers.Members()) == 0 && h.srv.handshakes.Load() == 0
 	})
 }
 
@@ -405,9 +401,7 @@ func TestHandshakesBounded(t *testing.T) {
 		t.Fatalf("second offer during the first handshake answered %d", s)
 	}
 	testkit.WaitFor(t, 5*time.Second, "the stalled handshake to expire", func() bool {
-		h.srv.mu.Lock()
-		defer h.srv.mu.Unlock()
-		return len(h.srv.peers) == 0 && h.srv.handshakes.Load() == 0
+		return len(h.srv.peers.Members()) == 0 && h.srv.handshakes.Load() == 0
 	})
 	p := dial(t, h, false)
 	if r := p.call("connect", nil); r["error"] != nil {
@@ -438,9 +432,7 @@ func TestShutdownSaysWhy(t *testing.T) {
 		t.Fatal("the peer connection stayed open")
 	}
 	testkit.WaitFor(t, 10*time.Second, "every peer to be released", func() bool {
-		h.srv.mu.Lock()
-		defer h.srv.mu.Unlock()
-		return len(h.srv.peers) == 0
+		return len(h.srv.peers.Members()) == 0
 	})
 }
 
