@@ -19,16 +19,17 @@ const (
 // with other sessions and must not be modified.
 type Item struct {
 	Kind ItemKind
+	// Latest marks a publication of a protocol.DeliveryLatest
+	// subscription: a transport with an unreliable path may send it there,
+	// and skip it when a newer one of its channel is waiting. Beside Kind,
+	// it takes no room of its own.
+	Latest bool
 	// Push names the push type ("" for replies); SSE uses it as the event name.
 	Push    string
 	Channel string
 	Epoch   string
 	Offset  uint64
 	Frame   []byte
-	// Latest marks a publication of a protocol.DeliveryLatest
-	// subscription: a transport with an unreliable path may send it there,
-	// and skip it when a newer one of its channel is waiting.
-	Latest bool
 }
 
 // outbox is a session's bounded FIFO of outbound items. It is a ring buffer
