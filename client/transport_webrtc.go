@@ -172,11 +172,18 @@ func (m *dcMessages) Read(ctx context.Context) ([]byte, error) {
 	}
 }
 
+// maxWriteBacklog bounds what the client queues for a server that does not
+// acknowledge it; pion's queue has no bound of its own.
+const maxWriteBacklog = 4 << 20
+
 func (m *dcMessages) Write(_ context.Context, msg []byte) error {
 	select {
 	case <-m.closed:
 		return m.err
 	default:
+	}
+	if m.dc.BufferedAmount() > maxWriteBacklog {
+		return fmt.Errorf("more than %d bytes wait for the server to take them", maxWriteBacklog)
 	}
 	return m.dc.SendText(string(msg))
 }
