@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"os"
 	"testing"
 	"time"
 
@@ -16,6 +17,10 @@ import (
 // runs before the first test spares those and still catches anything a
 // run leaves behind.
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(floorReaderEnv); spec != "" {
+		runFloorReader(spec)
+		return
+	}
 	logging.SetLevel(logging.LevelNone)
 	goleak.VerifyTestMain(m, goleak.IgnoreCurrent())
 }
