@@ -71,9 +71,11 @@ type Server struct {
 	cfg    Config
 	server *pionturn.Server
 	port   int
-	public string
-	quota  *allocations
-	bytes  *userLimits
+	// tlsPort is the port TURN over TLS listens on, 0 when it does not.
+	tlsPort int
+	public  string
+	quota   *allocations
+	bytes   *userLimits
 }
 
 const minSecret = 32
@@ -131,6 +133,8 @@ func New(cfg Config) (*Server, error) {
 			_ = tcp.Close()
 			return nil, fmt.Errorf("turn: listen tls: %w", err)
 		}
+		// Read back, as TLSAddr may ask for port 0.
+		s.tlsPort = tl.Addr().(*net.TCPAddr).Port
 		listeners = append(listeners, pionturn.ListenerConfig{Listener: tl, RelayAddressGenerator: relay(), PermissionHandler: s.permitted})
 	}
 	s.server, err = pionturn.NewServer(pionturn.ServerConfig{
@@ -177,6 +181,9 @@ func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
 // Port is the UDP and TCP port the server listens on.
 func (s *Server) Port() int { return s.port }
 
+// TLSPort is the port TURN over TLS listens on, 0 when it does not.
+func (s *Server) TLSPort() int { return s.tlsPort }
+
 // Credentials returns credentials for user, working for the configured TTL.
 // user must not be empty or contain ':'.
 func (s *Server) Credentials(user string) (Credentials, error) {
@@ -189,10 +196,8 @@ func (s *Server) Credentials(user string) (Credentials, error) {
 	}
 	hostPort := net.JoinHostPort(s.public, strconv.Itoa(s.port))
 	urls := []string{"stun:" + hostPort, "turn:" + hostPort + "?transport=udp", "turn:" + hostPort + "?transport=tcp"}
-	if s.cfg.TLS != nil && s.cfg.TLSAddr != "" {
-		if _, p, err := net.SplitHostPort(s.cfg.TLSAddr); err == nil {
-			urls = append(urls, "turns:"+net.JoinHostPort(s.public, p)+"?transport=tcp")
-		}
+	if s.tlsPort != 0 {
+		urls = append(urls, "turns:"+net.JoinHostPort(s.public, strconv.Itoa(s.tlsPort))+"?transport=tcp")
 	}
 	return Credentials{URLs: urls, Username: name, Credential: password, TTL: int(s.cfg.CredentialTTL.Seconds())}, nil
 }

@@ -2,10 +2,18 @@ package turn
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -45,26 +53,38 @@ func start(t *testing.T, cfg Config) *Server {
 
 func addr(s *Server) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port())) }
 
-// dial makes a TURN client over UDP, or over TCP with tcp set.
-func dial(t *testing.T, s *Server, user, password string, tcp bool) *pionturn.Client {
+// dial makes a TURN client reaching the server over network: "udp",
+// "tcp", or "tls" (the server's TLS listener, trusted through roots).
+func dial(t *testing.T, s *Server, user, password, network string, roots *x509.CertPool) *pionturn.Client {
 	t.Helper()
+	server := addr(s)
 	var conn net.PacketConn
-	if tcp {
-		c, err := net.Dial("tcp", addr(s))
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn = pionturn.NewSTUNConn(c)
-	} else {
+	switch network {
+	case "udp":
 		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		conn = c
+	case "tcp":
+		c, err := net.Dial("tcp", server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn = pionturn.NewSTUNConn(c)
+	case "tls":
+		server = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.TLSPort()))
+		c, err := tls.Dial("tcp", server, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn = pionturn.NewSTUNConn(c)
+	default:
+		t.Fatalf("network %q", network)
 	}
 	c, err := pionturn.NewClient(&pionturn.ClientConfig{
-		STUNServerAddr: addr(s),
-		TURNServerAddr: addr(s),
+		STUNServerAddr: server,
+		TURNServerAddr: server,
 		Username:       user,
 		Password:       password,
 		Conn:           conn,
@@ -83,6 +103,37 @@ func dial(t *testing.T, s *Server, user, password string, tcp bool) *pionturn.Cl
 	return c
 }
 
+// selfSigned is a certificate for 127.0.0.1 and a pool that trusts it.
+func selfSigned(t *testing.T) (*tls.Config, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}, roots
+}
+
 func credentials(t *testing.T, s *Server, user string) Credentials {
 	t.Helper()
 	c, err := s.Credentials(user)
@@ -96,7 +147,7 @@ func credentials(t *testing.T, s *Server, user string) Credentials {
 func allocate(t *testing.T, s *Server, user string) (*pionturn.Client, net.PacketConn) {
 	t.Helper()
 	cred := credentials(t, s, user)
-	c := dial(t, s, cred.Username, cred.Credential, false)
+	c := dial(t, s, cred.Username, cred.Credential, "udp", nil)
 	relay, err := c.Allocate()
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +217,7 @@ func TestConfigRefused(t *testing.T) {
 
 func TestSTUNBinding(t *testing.T) {
 	s := start(t, Config{})
-	c := dial(t, s, "", "", false)
+	c := dial(t, s, "", "", "udp", nil)
 	mapped, err := c.SendBindingRequest()
 	if err != nil {
 		t.Fatal(err)
@@ -177,14 +228,24 @@ func TestSTUNBinding(t *testing.T) {
 }
 
 // TestRelay relays a datagram each way between a TURN client and a peer,
-// over UDP and over TCP to the server.
+// over UDP, TCP and TLS to the server; credentials offer TURN over TLS
+// ("turns:") exactly when it is served.
 func TestRelay(t *testing.T) {
-	for _, tcp := range []bool{false, true} {
-		name := map[bool]string{false: "udp", true: "tcp"}[tcp]
-		t.Run(name, func(t *testing.T) {
-			s := start(t, Config{AllowedPeers: loopback})
+	for _, network := range []string{"udp", "tcp", "tls"} {
+		t.Run(network, func(t *testing.T) {
+			cfg := Config{AllowedPeers: loopback}
+			var roots *x509.CertPool
+			if network == "tls" {
+				cfg.TLSAddr = "127.0.0.1:0"
+				cfg.TLS, roots = selfSigned(t)
+			}
+			s := start(t, cfg)
 			cred := credentials(t, s, "alice")
-			c := dial(t, s, cred.Username, cred.Credential, tcp)
+			turns := "turns:" + net.JoinHostPort("127.0.0.1", strconv.Itoa(s.TLSPort())) + "?transport=tcp"
+			if offered := slices.Contains(cred.URLs, turns); offered != (network == "tls") || (network == "tls" && s.TLSPort() == 0) {
+				t.Fatalf("urls %v with TLS port %d: %q offered %v, want %v", cred.URLs, s.TLSPort(), turns, offered, network == "tls")
+			}
+			c := dial(t, s, cred.Username, cred.Credential, network, roots)
 			relay, err := c.Allocate()
 			if err != nil {
 				t.Fatal(err)
@@ -244,7 +305,7 @@ func TestBadCredentialsRefused(t *testing.T) {
 		{"a static name", "alice", good.Credential},
 		{"none", "", ""},
 	} {
-		c := dial(t, s, bad.user, bad.pass, false)
+		c := dial(t, s, bad.user, bad.pass, "udp", nil)
 		if relay, err := c.Allocate(); err == nil {
 			_ = relay.Close()
 			t.Errorf("%s credentials: allocated", bad.what)
@@ -296,12 +357,12 @@ func TestRelayToLoopbackRefused(t *testing.T) {
 func TestAllocationQuota(t *testing.T) {
 	s := start(t, Config{AllowedPeers: loopback, MaxAllocationsPerUser: 1})
 	alice := credentials(t, s, "alice")
-	first := dial(t, s, alice.Username, alice.Credential, false)
+	first := dial(t, s, alice.Username, alice.Credential, "udp", nil)
 	relay, err := first.Allocate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	second := dial(t, s, alice.Username, alice.Credential, false)
+	second := dial(t, s, alice.Username, alice.Credential, "udp", nil)
 	if r, err := second.Allocate(); err == nil {
 		_ = r.Close()
 		t.Fatal("a second allocation for alice beyond the quota of 1")
@@ -309,7 +370,7 @@ func TestAllocationQuota(t *testing.T) {
 		t.Errorf("over quota: %v, want error 486 (Allocation Quota Reached)", err)
 	}
 	bob := credentials(t, s, "bob")
-	if r, err := dial(t, s, bob.Username, bob.Credential, false).Allocate(); err != nil {
+	if r, err := dial(t, s, bob.Username, bob.Credential, "udp", nil).Allocate(); err != nil {
 		t.Fatalf("bob's allocation: %v", err)
 	} else {
 		defer r.Close()
@@ -319,7 +380,7 @@ func TestAllocationQuota(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, 5*time.Second, "alice's allocation to close", func() bool { return s.Allocations() == 1 })
-	third := dial(t, s, alice.Username, alice.Credential, false)
+	third := dial(t, s, alice.Username, alice.Credential, "udp", nil)
 	r, err := third.Allocate()
 	if err != nil {
 		t.Fatalf("alice after closing her allocation: %v", err)
