@@ -34,6 +34,9 @@ type channel struct {
 	gen  uint64
 	tail tail
 	dead bool // evicted: a holder of a stale pointer looks it up again
+	// expiry marks this node's stored messages for purging once their
+	// HistoryTTL has passed.
+	expiry expiryMarks
 
 	lastUse time.Time // guarded by the shard's mutex
 }

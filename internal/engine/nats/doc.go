@@ -73,8 +73,13 @@
 // reads filter by the last message's floor and by each message's expiry;
 // publishes purge the superseded messages from the stream every few
 // publishes (purge with keep), keeping storage within about twice the
-// size. Expired publications stay in storage until size retention or
-// HistoryMaxAge removes them.
+// size. Each node also remembers, for the channels it publishes to, when
+// its stored messages expire, and the first publish after an eighth of a
+// TTL has passed purges the expired ones (purge by sequence), so a busy
+// channel's storage is bounded by its age as well as its size. A channel's
+// last message, which carries its offset and epoch, is never purged this
+// way; the stream's age limit, Config.HistoryMaxAge, bounds what is left:
+// idle channels, and messages of channels whose node forgot them.
 //
 // # Acknowledgements and disks
 //

@@ -54,9 +54,10 @@ type Config struct {
 	// (1, 3 or 5 in a cluster). Zero means 1.
 	Replicas int
 	// HistoryMaxAge, when set, is the stream's age limit: an upper bound on
-	// storage for publications that size retention never trims. It must be
-	// at least the longest HistoryTTL in use; a channel idle longer loses
-	// its history and starts a new epoch.
+	// storage for what a channel's publishes do not purge, such as the
+	// messages of idle channels. It must be at least the longest HistoryTTL
+	// in use; a channel idle longer loses its history and starts a new
+	// epoch. Zero means no age limit.
 	HistoryMaxAge time.Duration
 	// MaxIdempotencyTTL caps the IdempotencyTTL of a publish, and is how long
 	// the idempotency bucket keeps a record. Zero means

@@ -118,6 +118,10 @@ func (e *Engine) store(ctx context.Context, c *conn, pub *protocol.Publication, 
 		next.seq = ack.Sequence
 		e.channels.learn(ch, next)
 		e.trim(ctx, c, subject, next, opts.HistorySize)
+		if ttl := opts.HistoryTTL.Milliseconds(); ttl > 0 {
+			ch.expiry.add(ch.gen, next.seq, pub.Time+ttl, ttl)
+			e.expire(ctx, c, subject, ch, time.Now().UnixMilli())
+		}
 		return protocol.StreamPosition{Epoch: next.epoch, Offset: next.offset}, ack, nil
 	}
 	return protocol.StreamPosition{}, nil, fmt.Errorf("nats: publish to %s: lost the race for the next offset %d times", pub.Channel, maxWriteAttempts)
