@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +43,10 @@ type Config struct {
 	PresenceTTL time.Duration
 	// Logger receives the store's diagnostics. Nil means slog.Default().
 	Logger *slog.Logger
+
+	// fs is the store's file system, the disk when nil. Tests put the store
+	// on a file system that can simulate a crash, to check what a sync kept.
+	fs vfs.FS
 }
 
 // Engine is the durable engine. It is safe for concurrent use. Publications
@@ -79,16 +82,20 @@ func Open(_ context.Context, cfg Config) (*Engine, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+	fs := cfg.fs
+	if fs == nil {
+		fs = vfs.Default
+	}
+	if err := fs.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("durable: open: %w", err)
 	}
 	// Take the directory lock before Pebble starts anything: a pebble.Open
 	// that fails on a held lock leaves a background goroutine behind.
-	lock, err := pebble.LockDirectory(cfg.Dir, vfs.Default)
+	lock, err := pebble.LockDirectory(cfg.Dir, fs)
 	if err != nil {
 		return nil, fmt.Errorf("durable: open %s: store in use by another process? %w", cfg.Dir, err)
 	}
-	db, err := pebble.Open(cfg.Dir, &pebble.Options{Logger: pebbleLogger{logger}, Lock: lock})
+	db, err := pebble.Open(cfg.Dir, &pebble.Options{FS: fs, Logger: pebbleLogger{logger}, Lock: lock})
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("durable: open %s: %w", cfg.Dir, err), lock.Close())
 	}
