@@ -66,6 +66,25 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// serve --help shows the address and engine a bare "herald serve" uses.
+func TestServeHelpShowsDefaults(t *testing.T) {
+	code, stdout, stderr := runCmd(t, "serve", "--help")
+	if code != exitOK {
+		t.Fatalf("serve --help: exit %d: %s", code, stderr)
+	}
+	for flag, def := range map[string]string{"--addr": `(default "127.0.0.1:8000")`, "--engine": `(default "durable")`} {
+		line := ""
+		for l := range strings.Lines(stdout) {
+			if strings.HasPrefix(strings.TrimSpace(l), flag+" ") {
+				line = l
+			}
+		}
+		if !strings.Contains(line, def) {
+			t.Errorf("serve --help line of %s is %q, want it to show %s", flag, line, def)
+		}
+	}
+}
+
 // The file genconfig prints is one that serve loads, and it holds the defaults.
 func TestGenconfigRoundTrip(t *testing.T) {
 	for _, format := range []string{"", "yaml", "toml", "json"} {

@@ -105,6 +105,21 @@ func TestLoadDayDurations(t *testing.T) {
 	}
 }
 
+// The defaults that the README and issue promise a newcomer: a server on
+// loopback port 8000 whose acknowledged publications survive a crash.
+func TestDefaultsListenOnLoopback8000WithDurableEngine(t *testing.T) {
+	def := Defaults()
+	if def.Addr != "127.0.0.1:8000" {
+		t.Errorf("default addr %q, want 127.0.0.1:8000", def.Addr)
+	}
+	if def.Engine != EngineDurable || EngineDurable != "durable" {
+		t.Errorf("default engine %q, want durable", def.Engine)
+	}
+	if def.Dev {
+		t.Error("dev mode is on by default")
+	}
+}
+
 func TestEnvNames(t *testing.T) {
 	for key, env := range map[string]string{"api_key": "HERALD_API_KEY", "sse.keep_alive": "HERALD_SSE__KEEP_ALIVE"} {
 		if got := envName(key); got != env {
@@ -153,6 +168,19 @@ func TestValidate(t *testing.T) {
 		{"turn.credential_ttl", func(c *Config) { c.TURN.CredentialTTL = 0 }},
 		{"turn.allowed_peers", func(c *Config) { c.TURN.AllowedPeers = []string{"10.0.0.0/33"} }},
 		{"turn.user_bitrate", func(c *Config) { c.TURN.UserBitrate = -1 }},
+		{"redis_url", func(c *Config) { c.Engine = EngineRedis }},
+		{"redis_url", func(c *Config) { c.Engine, c.RedisURL = EngineRedis, "localhost:6379" }},
+		{"redis_url", func(c *Config) { c.Engine, c.RedisURL = EngineRedis, "nats://127.0.0.1:4222" }},
+		{"nats_url", func(c *Config) { c.Engine = EngineNATS }},
+		{"nats_replicas", func(c *Config) { c.Engine, c.NATSURL, c.NATSReplicas = EngineNATS, "nats://127.0.0.1:4222", 2 }},
+		{"nats_history_max_age", func(c *Config) {
+			c.Engine, c.NATSURL, c.NATSHistoryMaxAge = EngineNATS, "nats://127.0.0.1:4222", -time.Second
+		}},
+		{"nats_history_max_age", func(c *Config) {
+			c.Engine, c.NATSURL, c.NATSHistoryMaxAge = EngineNATS, "nats://127.0.0.1:4222", time.Hour
+			c.Namespaces = []node.NamespaceOptions{{Name: "chat", HistorySize: 10, HistoryTTL: 2 * time.Hour}}
+		}},
+		{"engine_prefix", func(c *Config) { c.Engine, c.NATSURL, c.EnginePrefix = EngineNATS, "nats://127.0.0.1:4222", "a.b" }},
 	}
 	for _, c := range cases {
 		cfg := Defaults()
@@ -172,6 +200,48 @@ func TestValidate(t *testing.T) {
 	cfg.AllowedOrigins = []string{"*", "https://app.example.com", "http://localhost:3000/"}
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("memory engine without data_dir: %v", err)
+	}
+	for _, u := range []string{"redis://10.0.0.5:6379/2", "rediss://user:pass@redis.example:6380", "unix:///run/redis.sock",
+		"redis://s1:26379?addr=s2:26379&master_set=mymaster"} {
+		cfg = Defaults()
+		cfg.Engine, cfg.RedisURL = EngineRedis, u
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("redis_url %q: %v", u, err)
+		}
+	}
+	cfg = Defaults()
+	cfg.Engine, cfg.NATSURL, cfg.NATSReplicas = EngineNATS, "nats://n1:4222,nats://n2:4222", 3
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("nats engine with a cluster URL and 3 replicas: %v", err)
+	}
+}
+
+// TestNATSHistoryMaxAge: the nats engine's stream keeps history as long as
+// the longest-lived namespace needs, unless nats_history_max_age says longer.
+func TestNATSHistoryMaxAge(t *testing.T) {
+	cfg := Defaults()
+	cfg.Engine, cfg.NATSURL = EngineNATS, "nats://127.0.0.1:4222"
+	if got := cfg.natsHistoryMaxAge(); got != defaultNATSHistoryMaxAge {
+		t.Errorf("without history anywhere: %v, want %v", got, defaultNATSHistoryMaxAge)
+	}
+	cfg.Namespaces = []node.NamespaceOptions{
+		{Name: "chat", HistorySize: 100, HistoryTTL: 2 * time.Hour},
+		{Name: "feed", HistorySize: 100, HistoryTTL: 5 * time.Minute},
+		{Name: "typing"},
+	}
+	if got := cfg.natsHistoryMaxAge(); got != 2*time.Hour {
+		t.Errorf("longest history_ttl 2h: %v", got)
+	}
+	cfg.Dev = true
+	if got := cfg.natsHistoryMaxAge(); got != node.DevNamespace("").HistoryTTL {
+		t.Errorf("dev mode, whose open namespaces keep history %v: %v", node.DevNamespace("").HistoryTTL, got)
+	}
+	cfg.NATSHistoryMaxAge = 72 * time.Hour
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("nats_history_max_age above every history_ttl: %v", err)
+	}
+	if got := cfg.natsHistoryMaxAge(); got != 72*time.Hour {
+		t.Errorf("configured 72h: %v", got)
 	}
 }
 
