@@ -53,19 +53,33 @@ func (u *userLimits) release(user string) {
 }
 
 // limitedRelay makes UDP relay sockets whose traffic counts against their
-// user's bucket.
+// user's bucket, and gives a user's reserved allocation slot back when the
+// relay socket cannot be made.
 type limitedRelay struct {
 	*pionturn.RelayAddressGeneratorStatic
 	limits *userLimits // nil: no limit
+	quota  *allocations
 }
 
 func (r *limitedRelay) AllocatePacketConn(conf pionturn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
 	conn, addr, err := r.RelayAddressGeneratorStatic.AllocatePacketConn(conf)
-	if err != nil || r.limits == nil {
+	if err != nil {
+		r.quota.failed(conf.UserID)
 		return conn, addr, err
+	}
+	if r.limits == nil {
+		return conn, addr, nil
 	}
 	user := conf.UserID
 	return &limitedConn{PacketConn: conn, limiter: r.limits.acquire(user), release: func() { r.limits.release(user) }}, addr, nil
+}
+
+func (r *limitedRelay) AllocateListener(conf pionturn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+	ln, addr, err := r.RelayAddressGeneratorStatic.AllocateListener(conf)
+	if err != nil {
+		r.quota.failed(conf.UserID)
+	}
+	return ln, addr, err
 }
 
 // limitedConn drops packets over the budget instead of waiting: a relay

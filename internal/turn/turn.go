@@ -15,7 +15,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	pionturn "github.com/pion/turn/v5"
@@ -123,7 +122,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	loggers := pionlog.Factory(cfg.Logger, "turn: ")
 	relay := func() pionturn.RelayAddressGenerator {
-		return &limitedRelay{RelayAddressGeneratorStatic: &pionturn.RelayAddressGeneratorStatic{RelayAddress: publicIP, Address: listenIP.String()}, limits: s.bytes}
+		return &limitedRelay{RelayAddressGeneratorStatic: &pionturn.RelayAddressGeneratorStatic{RelayAddress: publicIP, Address: listenIP.String()}, limits: s.bytes, quota: s.quota}
 	}
 	listeners := []pionturn.ListenerConfig{{Listener: tcp, RelayAddressGenerator: relay(), PermissionHandler: s.permitted}}
 	if cfg.TLS != nil && cfg.TLSAddr != "" {
@@ -229,51 +228,4 @@ func (s *Server) permitted(_ net.Addr, peer net.IP) bool {
 		s.cfg.Logger.Debug("turn: relay to an internal address refused", "peer", ip)
 	}
 	return !internal
-}
-
-// allocations counts each user's open allocations for the quota.
-type allocations struct {
-	max    int
-	mu     sync.Mutex
-	byUser map[string]int
-}
-
-func newAllocations(limit int) *allocations {
-	return &allocations{max: limit, byUser: map[string]int{}}
-}
-
-// admit is asked before an allocation is made; username is the credential's
-// "expiry:user".
-func (a *allocations) admit(username, _ string, _ net.Addr) bool {
-	if a.max <= 0 {
-		return true
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.byUser[credentialUser(username)] < a.max
-}
-
-func (a *allocations) created(_, _ net.Addr, _, user, _ string, _ net.Addr, _ int) {
-	a.mu.Lock()
-	a.byUser[user]++
-	a.mu.Unlock()
-}
-
-func (a *allocations) deleted(_, _ net.Addr, _, user, _ string) {
-	a.mu.Lock()
-	if a.byUser[user] <= 1 {
-		delete(a.byUser, user)
-	} else {
-		a.byUser[user]--
-	}
-	a.mu.Unlock()
-}
-
-// credentialUser is the user of a TURN REST username "expiry:user", as
-// pion's auth handler reports it.
-func credentialUser(username string) string {
-	if _, user, ok := strings.Cut(username, ":"); ok {
-		return user
-	}
-	return username
 }

@@ -354,40 +354,6 @@ func TestRelayToLoopbackRefused(t *testing.T) {
 	}
 }
 
-func TestAllocationQuota(t *testing.T) {
-	s := start(t, Config{AllowedPeers: loopback, MaxAllocationsPerUser: 1})
-	alice := credentials(t, s, "alice")
-	first := dial(t, s, alice.Username, alice.Credential, "udp", nil)
-	relay, err := first.Allocate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	second := dial(t, s, alice.Username, alice.Credential, "udp", nil)
-	if r, err := second.Allocate(); err == nil {
-		_ = r.Close()
-		t.Fatal("a second allocation for alice beyond the quota of 1")
-	} else if !strings.Contains(err.Error(), "486") {
-		t.Errorf("over quota: %v, want error 486 (Allocation Quota Reached)", err)
-	}
-	bob := credentials(t, s, "bob")
-	if r, err := dial(t, s, bob.Username, bob.Credential, "udp", nil).Allocate(); err != nil {
-		t.Fatalf("bob's allocation: %v", err)
-	} else {
-		defer r.Close()
-	}
-	// Alice's quota frees when her allocation closes.
-	if err := relay.Close(); err != nil {
-		t.Fatal(err)
-	}
-	testkit.WaitFor(t, 5*time.Second, "alice's allocation to close", func() bool { return s.Allocations() == 1 })
-	third := dial(t, s, alice.Username, alice.Credential, "udp", nil)
-	r, err := third.Allocate()
-	if err != nil {
-		t.Fatalf("alice after closing her allocation: %v", err)
-	}
-	_ = r.Close()
-}
-
 // TestUserBitrate sends far more than a user's budget in a burst: the peer
 // receives about one second's worth (the bucket) and the rest is dropped.
 func TestUserBitrate(t *testing.T) {
