@@ -42,6 +42,11 @@ type Config struct {
 	// NATSReplicas is how many JetStream servers store the nats engine's
 	// stream and buckets: 1, or 3 or 5 in a NATS cluster.
 	NATSReplicas int `koanf:"nats_replicas"`
+	// NATSHistoryMaxAge is the age limit of the nats engine's history
+	// stream, which removes what channels' own publishes do not purge, such
+	// as the history of idle channels. Zero means the longest history_ttl of
+	// the namespaces.
+	NATSHistoryMaxAge time.Duration `koanf:"nats_history_max_age"`
 	// EnginePrefix starts every key, subject and stream name the redis and
 	// nats engines use, so clusters can share a broker.
 	EnginePrefix string `koanf:"engine_prefix"`
@@ -258,6 +263,10 @@ func (c *Config) Validate() error {
 		if c.NATSReplicas != 1 && c.NATSReplicas != 3 && c.NATSReplicas != 5 {
 			bad("nats_replicas", "%d is not 1, 3 or 5", c.NATSReplicas)
 		}
+		if longest := c.longestHistoryTTL(); c.NATSHistoryMaxAge < 0 || c.NATSHistoryMaxAge > 0 && c.NATSHistoryMaxAge < longest {
+			bad("nats_history_max_age", "%v must be 0 or at least the longest history_ttl of the namespaces (%v), or history is removed before its age",
+				c.NATSHistoryMaxAge, longest)
+		}
 	default:
 		bad("engine", "%q is not %q, %q, %q or %q", c.Engine, EngineDurable, EngineMemory, EngineRedis, EngineNATS)
 	}
@@ -380,6 +389,37 @@ func (c *Config) namespaces() []node.NamespaceOptions {
 		return []node.NamespaceOptions{{Name: ""}}
 	}
 	return c.Namespaces
+}
+
+// defaultNATSHistoryMaxAge is the nats engine's stream age limit when no
+// namespace stores history: what is stored then is only the epoch markers of
+// history reads.
+const defaultNATSHistoryMaxAge = 24 * time.Hour
+
+// natsHistoryMaxAge is the nats engine's Config.HistoryMaxAge: the configured
+// limit, or the longest history_ttl, so that every publication can live its
+// namespace's age and none is stored longer.
+func (c *Config) natsHistoryMaxAge() time.Duration {
+	if c.NATSHistoryMaxAge > 0 {
+		return c.NATSHistoryMaxAge
+	}
+	if longest := c.longestHistoryTTL(); longest > 0 {
+		return longest
+	}
+	return defaultNATSHistoryMaxAge
+}
+
+// longestHistoryTTL is the longest history_ttl of the namespaces clients can
+// use, dev mode's default namespace included.
+func (c *Config) longestHistoryTTL() time.Duration {
+	var longest time.Duration
+	if c.Dev {
+		longest = node.DevNamespace("").HistoryTTL
+	}
+	for _, ns := range c.Namespaces {
+		longest = max(longest, ns.HistoryTTL)
+	}
+	return longest
 }
 
 // validPrefix accepts what is safe in Redis keys, NATS subjects and

@@ -35,6 +35,7 @@ func optionTable() []option {
 		{key: "redis_url", flag: "redis-url", help: "Redis of the redis engine: redis://[user:pass@]host:port/db, rediss:// for TLS, ?master_set=NAME with sentinel addresses for Sentinel, several addr= parameters for Cluster."},
 		{key: "nats_url", flag: "nats-url", help: "NATS server(s) of the nats engine, with JetStream enabled: nats://host:4222, comma-separated for several."},
 		{key: "nats_replicas", help: "JetStream replicas of the nats engine's stream and buckets: 1, or 3 or 5 in a NATS cluster (an acknowledgement then means a quorum stored it)."},
+		{key: "nats_history_max_age", help: "Age limit of the nats engine's JetStream history stream: it removes what channels' publishes do not purge, such as idle channels' history (which then start a new epoch). At least the longest history_ttl; 0: the longest history_ttl."},
 		{key: "engine_prefix", help: "Prefix of every Redis key, NATS subject and JetStream stream the engine uses, so several clusters can share one broker."},
 		{key: "node_heartbeat", help: "How often a node announces itself to the others through the engine; a node silent for three heartbeats is gone from the info API."},
 		{key: "personal_namespace", help: `When set, every authenticated connection is subscribed to "<namespace>:#<user>", which /api/send_user publishes to; the namespace must exist.`},

@@ -118,7 +118,7 @@ func openEngine(cfg *Config, log *slog.Logger) (engine.Engine, error) {
 		}
 		return e, nil
 	case EngineNATS:
-		e, err := nats.New(nats.Config{URL: cfg.NATSURL, Prefix: cfg.EnginePrefix, PresenceTTL: cfg.PresenceTTL, Replicas: cfg.NATSReplicas, Logger: log.With("component", "nats")})
+		e, err := nats.New(nats.Config{URL: cfg.NATSURL, Prefix: cfg.EnginePrefix, PresenceTTL: cfg.PresenceTTL, Replicas: cfg.NATSReplicas, HistoryMaxAge: cfg.natsHistoryMaxAge(), Logger: log.With("component", "nats")})
 		if err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
