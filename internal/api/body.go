@@ -4,37 +4,91 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"time"
 
 	"github.com/heraldrt/herald/internal/protocol"
 )
+
+// defaultBodyTimeout bounds the time to send a request body when the
+// serving http.Server has no ReadHeaderTimeout to take the bound from.
+const defaultBodyTimeout = 10 * time.Second
 
 // decodeBody decodes the JSON request body into v. It reads at most maxBytes
 // (ErrMessageTooLarge beyond), rejects unknown fields and trailing data
 // (ErrBadRequest) so that a misspelt field fails loudly instead of being
 // ignored, and treats an empty body as an empty object.
+//
+// The body must arrive within the server's ReadHeaderTimeout of the call
+// (defaultBodyTimeout without one), or decodeBody fails with ErrBadRequest
+// and the connection is closed after the answer. net/http bounds only the
+// headers: its ReadTimeout would also cut SSE streams and long polls, so a
+// client trickling a body would otherwise hold its connection forever.
 func decodeBody(w http.ResponseWriter, r *http.Request, maxBytes int64, v any) error {
-	body := http.MaxBytesReader(w, r.Body, maxBytes)
+	limit := bodyTimeout(r)
+	rc := http.NewResponseController(w)
+	timedOut := false
+	// Writers that cannot take a deadline (test recorders) are read without
+	// one: the bound is against network peers.
+	if rc.SetReadDeadline(time.Now().Add(limit)) == nil {
+		defer func() {
+			// A timed-out connection keeps its expired deadline, so that
+			// net/http cannot block draining the rest of the trickle.
+			if !timedOut {
+				_ = rc.SetReadDeadline(time.Time{})
+			}
+		}()
+	}
+	err := decodeJSON(http.MaxBytesReader(w, r.Body, maxBytes), v)
+	if err == nil {
+		return nil
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return protocol.ErrMessageTooLarge.With("request body exceeds %d bytes", maxBytes)
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		timedOut = true
+		if r.ProtoMajor == 1 {
+			// What is left of the body must not be read as the next
+			// request. (On HTTP/2 the deadline ends the stream alone; a
+			// close would end every stream of the connection.)
+			w.Header().Set("Connection", "close")
+		}
+		return protocol.ErrBadRequest.With("request body not received within %v", limit)
+	}
+	return protocol.ErrBadRequest.With("request body: %v", err)
+}
+
+// decodeJSON decodes the one JSON value of body into v.
+func decodeJSON(body io.Reader, v any) error {
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	if errors.Is(err, io.EOF) {
 		return nil
 	}
+	if err != nil {
+		return err
+	}
+	// A second value, or garbage after the first, is a malformed body.
+	if _, err = dec.Token(); errors.Is(err, io.EOF) {
+		return nil
+	}
 	if err == nil {
-		// A second value, or garbage after the first, is a malformed body.
-		if _, err = dec.Token(); errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err == nil {
-			err = errors.New("data after the JSON object")
-		}
+		err = errors.New("data after the JSON object")
 	}
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return protocol.ErrMessageTooLarge.With("request body exceeds %d bytes", maxBytes)
+	return err
+}
+
+// bodyTimeout is how long r's body may take to arrive: the serving
+// http.Server's ReadHeaderTimeout, the read_header_timeout option.
+func bodyTimeout(r *http.Request) time.Duration {
+	if s, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok && s.ReadHeaderTimeout > 0 {
+		return s.ReadHeaderTimeout
 	}
-	return protocol.ErrBadRequest.With("request body: %v", err)
+	return defaultBodyTimeout
 }
 
 // writeJSON answers 200 with v as JSON.
