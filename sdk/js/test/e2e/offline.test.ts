@@ -1,0 +1,139 @@
+// The browser goes offline: the page's client says so, stops trying to
+// reach the server (no request on any transport's path while offline),
+// and reconnects at once when the browser is back online, resuming what
+// it missed.
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HeraldServer } from '../helpers/server.js';
+import { DESKTOP, launch, pageErrors, pageWait } from './browser.js';
+
+let server: HeraldServer;
+let browser: Browser;
+
+beforeAll(async () => {
+  server = await HeraldServer.start({ env: { HERALD_DEMO_TICKER: '0' } });
+  browser = await launch();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+type Client = { transport: string | null; state: string; on(ev: string, fn: (e: { reason?: string }) => void): void };
+type DemoWindow = { demo?: { client?: Client }; offlineSeen?: string[] };
+
+const TRANSPORT_PATH = /^\/(ws|sse|poll)$/;
+
+function connectedOver(page: Page, name: string): Promise<void> {
+  return pageWait(
+    page,
+    `the client to be connected over ${name}`,
+    (want: string) => {
+      const c = (window as unknown as DemoWindow).demo?.client;
+      return c?.transport === want && c.state === 'connected';
+    },
+    name,
+  );
+}
+
+async function say(page: Page, text: string): Promise<void> {
+  await page.locator('#text').fill(text);
+  await page.locator('#send').click();
+}
+
+function message(page: Page, user: string, text: string) {
+  return page.locator(`#messages .message[data-user="${user}"] .text`, { hasText: text });
+}
+
+describe('offline in the browser', () => {
+  for (const transport of ['websocket', 'longpoll'] as const) {
+    it(`over ${transport}: reports offline, sends nothing while offline, reconnects at once when online`, async () => {
+      const room = `off${transport}${Date.now()}`;
+      const bobContext = await browser.newContext({ viewport: DESKTOP });
+      const bob = await bobContext.newPage();
+      await bob.goto(`${server.url}/chat.html?room=${room}&name=bob`);
+
+      const context = await browser.newContext({ viewport: DESKTOP });
+      const alice = await context.newPage();
+      const errors = pageErrors(alice);
+      const force = transport === 'websocket' ? '' : `&transport=${transport}`;
+      await alice.goto(`${server.url}/chat.html?room=${room}&name=alice${force}`);
+      await connectedOver(alice, transport);
+      await say(alice, 'before going offline');
+      await message(bob, 'alice', 'before going offline').waitFor({ timeout: 20_000 });
+
+      // Every attempt to reach a transport's endpoint, and whether the
+      // client already knew it was offline when it was made.
+      let offline = false;
+      const whileOffline: string[] = [];
+      const afterOnline: string[] = [];
+      const onRequest = (url: string) => {
+        if (!TRANSPORT_PATH.test(new URL(url).pathname)) return;
+        (offline ? whileOffline : afterOnline).push(url);
+      };
+      alice.on('request', (r) => onRequest(r.url()));
+      alice.on('websocket', (ws) => onRequest(ws.url()));
+      await alice.evaluate(() => {
+        const w = window as unknown as DemoWindow;
+        w.offlineSeen = [];
+        w.demo!.client!.on('connecting', (e) => w.offlineSeen!.push(e.reason ?? ''));
+      });
+
+      await context.setOffline(true);
+      await pageWait(
+        alice,
+        'the client to report it is offline',
+        () => {
+          const w = window as unknown as DemoWindow;
+          return w.demo?.client?.state === 'connecting' && (w.offlineSeen ?? []).includes('offline');
+        },
+        null,
+        10_000,
+      );
+      offline = true;
+      await alice.locator('#transport-badge[data-state="connecting"]').waitFor({ timeout: 5_000 });
+
+      // While alice is offline, bob talks: each of his messages makes a
+      // round trip through the server, which gives alice's client time to
+      // (wrongly) retry, falling back through every transport at once.
+      for (const n of [1, 2, 3]) {
+        await say(bob, `missed ${n}`);
+        await message(bob, 'bob', `missed ${n}`).waitFor({ timeout: 10_000 });
+      }
+      expect(await alice.evaluate(() => (window as unknown as DemoWindow).demo!.client!.state)).toBe('connecting');
+      expect(await message(alice, 'bob', 'missed').count()).toBe(0);
+
+      offline = false;
+      expect(whileOffline).toEqual([]);
+      afterOnline.length = 0;
+      const back = Date.now();
+      await context.setOffline(false);
+      // No backoff delay is owed after the network comes back.
+      await pageWait(
+        alice,
+        'the client to reconnect',
+        (want: string) => {
+          const c = (window as unknown as DemoWindow).demo?.client;
+          return c?.transport === want && c.state === 'connected';
+        },
+        transport,
+        5_000,
+      );
+      expect(Date.now() - back).toBeLessThan(3_000);
+      // The same watch does see the client's requests once it is online.
+      expect(afterOnline.length).toBeGreaterThan(0);
+
+      // What bob said meanwhile comes back from history, once each.
+      for (const n of [1, 2, 3]) await message(alice, 'bob', `missed ${n}`).waitFor({ timeout: 10_000 });
+      await say(alice, 'back online');
+      await message(bob, 'alice', 'back online').waitFor({ timeout: 10_000 });
+      const offsets = await alice.locator('#messages .message').evaluateAll((els) => els.map((e) => e.getAttribute('data-offset')));
+      expect(offsets.length).toBe(5);
+      expect(new Set(offsets).size).toBe(5);
+      expect(errors).toEqual([]);
+      await context.close();
+      await bobContext.close();
+    });
+  }
+});
