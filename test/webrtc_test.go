@@ -327,34 +327,59 @@ func TestSignalRefusals(t *testing.T) {
 	}
 }
 
-// A signal reaches a member connected to another node: the control bus
-// carries it to the node that holds the recipient.
+// A signal reaches a member connected to another node, and only that
+// member: the control bus carries it to the node that holds the recipient,
+// over Redis and over NATS, and a third member of the room on a third node
+// receives nothing of it.
 func TestSignalAcrossNodes(t *testing.T) {
-	url, _ := testkit.StartRedis(t)
-	node := func() string {
-		return startServer(t, func(c *server.Config) {
-			c.Engine = server.EngineRedis
-			c.RedisURL = url
-			c.EnginePrefix = "signal"
+	for _, broker := range []string{server.EngineRedis, server.EngineNATS} {
+		t.Run(broker, func(t *testing.T) {
+			var tweak func(*server.Config)
+			switch broker {
+			case server.EngineRedis:
+				url, _ := testkit.StartRedis(t)
+				tweak = func(c *server.Config) { c.RedisURL, c.EnginePrefix = url, "signal" }
+			case server.EngineNATS:
+				nats := testkit.StartNATS(t)
+				prefix := testkit.NATSPrefix()
+				tweak = func(c *server.Config) { c.NATSURL, c.EnginePrefix = nats.URL, prefix }
+			}
+			node := func() string {
+				return startServer(t, func(c *server.Config) {
+					c.Engine = broker
+					tweak(c)
+				})
+			}
+			first, second, third := node(), node(), node()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			open := func(base string) *wsConn {
+				c, err := openWebSocket(ctx, base, []string{"call:across"}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(c.close)
+				return c.(*wsConn)
+			}
+			alice, bob, carol := open(first), open(second), open(third)
+			signal := func(to *wsConn, data string) {
+				t.Helper()
+				if _, err := alice.call(ctx, protocol.MethodSignal, protocol.SignalRequest{Channel: "call:across", To: to.id, Data: json.RawMessage(data)}, nil); err != nil {
+					t.Fatalf("signal to %s: %v", to.id, err)
+				}
+			}
+			signal(bob, `{"hi":"bob"}`)
+			if e := nextSignal(ctx, t, bob); e.from != alice.id || string(e.data) != `{"hi":"bob"}` {
+				t.Fatalf("bob got %+v", e)
+			}
+			// Carol is a member too, so the signal to bob would have reached
+			// her before this one if it leaked: the first signal she gets
+			// must be her own.
+			signal(carol, `{"hi":"carol"}`)
+			if e := nextSignal(ctx, t, carol); e.from != alice.id || string(e.data) != `{"hi":"carol"}` {
+				t.Fatalf("carol's first signal is %+v, want only the one sent to her", e)
+			}
 		})
-	}
-	first, second := node(), node()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	open := func(base string) *wsConn {
-		c, err := openWebSocket(ctx, base, []string{"call:across"}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.close)
-		return c.(*wsConn)
-	}
-	alice, bob := open(first), open(second)
-	if _, err := alice.call(ctx, protocol.MethodSignal, protocol.SignalRequest{Channel: "call:across", To: bob.id, Data: json.RawMessage(`{"hi":"bob"}`)}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if e := nextSignal(ctx, t, bob); e.from != alice.id || string(e.data) != `{"hi":"bob"}` {
-		t.Fatalf("bob got %+v", e)
 	}
 }
 
