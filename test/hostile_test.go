@@ -46,7 +46,12 @@ const (
 	healthDeadline = 5 * time.Second
 )
 
-var hostileConfig = fmt.Sprintf(`
+var hostileConfig = hostileYAML(hostileCommandRate, hostileBurst)
+
+// hostileYAML is the hostile suite's server configuration with the given
+// command rate and burst.
+func hostileYAML(commandRate, commandBurst int) string {
+	return fmt.Sprintf(`
 addr: 127.0.0.1:0
 engine: memory
 api_key: %s
@@ -79,7 +84,14 @@ namespaces:
     history_size: 100
     history_ttl: 1h
     subscribe: authenticated
-`, apiKey, hostileMaxMessage, hostileCommandRate, hostileBurst, hostileOrigin, hostileSecret, hostileAudience, hostileIssuer)
+  - name: dm
+    user_limited: true
+    history_size: 100
+    history_ttl: 1h
+    subscribe: authenticated
+    publish: authenticated
+`, apiKey, hostileMaxMessage, commandRate, commandBurst, hostileOrigin, hostileSecret, hostileAudience, hostileIssuer)
+}
 
 // hostileBin is the herald binary, built once and shared by the hostile
 // tests that run at the same time: linking it takes seconds. The last test
@@ -146,8 +158,14 @@ type hostileServer struct {
 // clients' idle connections closed when the test ends.
 func startHostile(t *testing.T, bin string) *hostileServer {
 	t.Helper()
+	return startHostileYAML(t, bin, hostileConfig)
+}
+
+// startHostileYAML is startHostile with another configuration.
+func startHostileYAML(t *testing.T, bin, yaml string) *hostileServer {
+	t.Helper()
 	config := filepath.Join(t.TempDir(), "herald.yaml")
-	if err := os.WriteFile(config, []byte(hostileConfig), 0o600); err != nil {
+	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s := &hostileServer{
