@@ -701,3 +701,120 @@ func expectOne(t *testing.T, c *client, channel string, offset uint64, data stri
 	}
 	return ev
 }
+
+// TestResumeAfterSlowConsumer stalls a stream on two channels until the
+// server gives up on it, then reads what reached it: the publications the
+// connection held, in order, then the end of the stream. On a handler
+// goroutine the session's queue overflows and the stream ends with a
+// disconnect event with code 4001 (slow consumer, reconnect). On the event
+// loop the loop's buffer (MaxBufferedBytes) overflows first and closes the
+// connection, which can send nothing more; a disconnect event, if one got
+// out, must still say 4001. Either way, resuming from the last event id
+// recovers every missed publication of the quiet channel; the flooded one
+// missed more than half the queue by construction, so it is answered
+// recovered=false, as the recovery contract says. Both go on live.
+func TestResumeAfterSlowConsumer(t *testing.T) {
+	for _, onHandler := range []bool{true, false} {
+		t.Run(map[bool]string{true: "handler goroutine", false: "event loop"}[onHandler], func(t *testing.T) {
+			resumeAfterSlowConsumer(t, onHandler)
+		})
+	}
+}
+
+func resumeAfterSlowConsumer(t *testing.T, onHandler bool) {
+	const queue = 64 << 10
+	// Streams over TLS stay on their handler goroutines. The loop's buffer
+	// is kept small so the stall ends in well under the flood below.
+	e := setupServer(t,
+		node.Config{MaxQueueBytes: queue},
+		sse.Config{WriteTimeout: 30 * time.Second, MaxBufferedBytes: 16 << 10},
+		func(l net.Listener) net.Listener { return smallSendBuffers{l} },
+		onHandler)
+	const calm, flood = "slow:calm", "slow:flood"
+	healthy := e.dial("channel="+flood, nil)
+	healthy.nextSubscribed(flood)
+	stalled := e.dial("channel="+calm+"&channel="+flood, nil)
+	stalled.nextSubscribed(calm)
+	stalled.nextSubscribed(flood)
+	// From here on the test does not receive from stalled until the flood
+	// is over, so its reader stops reading the connection.
+
+	// Eight times the queue: more than the queue and the kernel's buffers
+	// of the connection (a 4 KiB send buffer, and a receive window that
+	// does not grow while nothing is read) can hold.
+	data := `"` + strings.Repeat("x", 8<<10) + `"`
+	const floods = 8 * queue / (8 << 10)
+	var lastCalm uint64
+	for i := range floods {
+		if i%16 == 0 {
+			lastCalm = e.publish(calm, fmt.Sprint(i), false)
+		}
+		off := e.publish(flood, data, false)
+		// Pace on the healthy stream: the fan-out that reached it also
+		// queued the publication for the stalled one.
+		if p, _ := healthy.nextPublication(true); p.Offset != off {
+			t.Fatalf("healthy client got offset %d, want %d", p.Offset, off)
+		}
+	}
+
+	var lastID string
+	var got = map[string][]uint64{}
+	var disconnect *protocol.DisconnectPush
+	for {
+		ev, ok := stalled.raw()
+		if !ok {
+			break
+		}
+		if disconnect != nil {
+			t.Fatalf("%+v after the disconnect event", ev)
+		}
+		switch {
+		case ev.Name == "" && ev.Data != "":
+			var p publication
+			if err := json.Unmarshal([]byte(ev.Data), &p); err != nil || !ev.HasID {
+				t.Fatalf("publication event %+v: %v", ev, err)
+			}
+			if offs := got[p.Channel]; len(offs) > 0 && p.Offset != offs[len(offs)-1]+1 {
+				t.Fatalf("%s: offset %d after %d", p.Channel, p.Offset, offs[len(offs)-1])
+			}
+			got[p.Channel] = append(got[p.Channel], p.Offset)
+			lastID = ev.ID
+		case ev.Name == protocol.PushDisconnect:
+			disconnect = &protocol.DisconnectPush{}
+			if err := json.Unmarshal([]byte(ev.Data), disconnect); err != nil {
+				t.Fatalf("disconnect event %+v: %v", ev, err)
+			}
+		}
+	}
+	switch {
+	case disconnect == nil && onHandler:
+		t.Fatalf("stalled stream ended without a disconnect event (got publications %v), want one with code 4001", got)
+	case disconnect != nil && (disconnect.Disconnect != protocol.DisconnectSlowConsumer || disconnect.Type != protocol.PushDisconnect):
+		t.Fatalf("stalled stream ended with %+v, want code 4001 (slow consumer)", disconnect)
+	}
+	if n := len(got[flood]); n == 0 || n >= floods {
+		t.Fatalf("stalled stream got %d of %d flood publications before 4001", n, floods)
+	}
+	if lastID == "" {
+		t.Fatal("no publication reached the stalled stream before it ended")
+	}
+	stalled.close()
+
+	// Each channel's subscribed event is followed by what it recovers.
+	resumed := e.dial("channel="+calm+"&channel="+flood, http.Header{"Last-Event-ID": {lastID}})
+	if s := resumed.nextSubscribed(calm); !s.WasRecovering || !s.Recovered {
+		t.Fatalf("%s resumed with %+v, want recovered", calm, s)
+	}
+	from := positions(t, lastID)[0].Offset
+	if from >= lastCalm {
+		t.Fatalf("%s missed nothing (last received %d of %d): the test shows no recovery", calm, from, lastCalm)
+	}
+	for off := from + 1; off <= lastCalm; off++ {
+		resumed.expectPublication(0, calm, off, fmt.Sprint((off-1)*16))
+	}
+	if s := resumed.nextSubscribed(flood); !s.WasRecovering || s.Recovered || s.Offset != floods {
+		t.Fatalf("%s resumed with %+v, want recovered=false at offset %d", flood, s, floods)
+	}
+	resumed.expectPublication(0, calm, e.publish(calm, `"live"`, false), `"live"`)
+	resumed.expectPublication(1, flood, e.publish(flood, `"live"`, false), `"live"`)
+}
