@@ -1,11 +1,14 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -395,5 +398,69 @@ func nextSignal(ctx context.Context, t *testing.T, c *wsConn) event {
 		case <-ctx.Done():
 			t.Fatal("no signal arrived")
 		}
+	}
+}
+
+// An offer whose "herald" data channel is unordered gets no session: the
+// protocol needs its commands and publications in order, so the server
+// closes the peer connection instead of answering a single command on it.
+func TestWebRTCUnorderedHeraldRefused(t *testing.T) {
+	base := startServer(t, nil)
+	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	ended := make(chan struct{})
+	var once sync.Once
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateClosed || s == webrtc.PeerConnectionStateFailed {
+			once.Do(func() { close(ended) })
+		}
+	})
+	unordered := false
+	dc, err := pc.CreateDataChannel("herald", &webrtc.DataChannelInit{Ordered: &unordered})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replies := make(chan string, 16)
+	dc.OnOpen(func() { _ = dc.SendText(`{"id":1,"method":"connect","params":{}}`) })
+	dc.OnMessage(func(m webrtc.DataChannelMessage) { replies <- string(m.Data) })
+	dc.OnClose(func() { once.Do(func() { close(ended) }) })
+
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	body, _ := json.Marshal(pc.LocalDescription())
+	resp, err := httpClient.Post(base+"/webrtc", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer webrtc.SessionDescription
+	err = json.NewDecoder(resp.Body).Decode(&answer)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || err != nil {
+		t.Fatalf("offer answered %d (%v)", resp.StatusCode, err)
+	}
+	if err := pc.SetRemoteDescription(answer); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ended:
+	case r := <-replies:
+		t.Fatalf("the server answered on an unordered herald channel: %s", r)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the server kept the peer connection (%s, channel %s)", pc.ConnectionState(), dc.ReadyState())
+	}
+	select {
+	case r := <-replies:
+		t.Fatalf("the server answered on an unordered herald channel: %s", r)
+	default:
 	}
 }
