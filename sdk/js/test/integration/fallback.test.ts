@@ -80,6 +80,15 @@ function switchableWebSocket(state: { blocked: boolean }): WSCtor {
   } as unknown as WSCtor;
 }
 
+/** The npm "eventsource" EventSource, failing while `blocked` is set; counts the real streams opened. */
+function switchableEventSource(state: { blocked: boolean; opened: number }): ESCtor {
+  return function (url: string, init?: { withCredentials?: boolean }) {
+    if (state.blocked) return new FailingEventSource(url);
+    state.opened++;
+    return new EventSource(url, init);
+  } as unknown as ESCtor;
+}
+
 describe('fallback against the real server', () => {
   let srv: HeraldServer;
   beforeAll(async () => {
@@ -146,6 +155,17 @@ describe('fallback against the real server', () => {
     expect(c.transport).toBe('longpoll');
     await srv.publish('fb:poll', { n: 1 });
     await waitFor('the publication', () => rec.pubs.length >= 1);
+    // Sending works there too: the client publishes over HTTP, and the
+    // server's history has it where the client was told it is.
+    const sent = await sub.publish({ n: 2 });
+    await waitFor('its own publication', () => rec.pubs.length >= 2);
+    expect(rec.ns).toEqual([1, 2]);
+    expect(rec.pubs[1]!.offset).toBe(sent.offset);
+    const history = await srv.api<{ publications: { offset: number; data: { n: number } }[] }>('history', { channel: 'fb:poll' });
+    expect(history.publications.map((p) => [p.offset, p.data.n])).toEqual([
+      [rec.pubs[0]!.offset, 1],
+      [sent.offset, 2],
+    ]);
   });
 
   it('upgrades back to WebSocket once it works, losing and repeating nothing', async () => {
@@ -172,6 +192,34 @@ describe('fallback against the real server', () => {
     expect(transports.map((t) => `${t.transport}:${t.reason}`)).toEqual(['sse:initial', 'websocket:upgrade']);
     // Seamless: no reconnecting state, no second subscribed event.
     expect(states).toEqual(['connecting', 'connected']);
+    expect(rec.subscribed).toHaveLength(1);
+  });
+
+  it('upgrades from long polling to SSE once a probe stream gets through, losing and repeating nothing', async () => {
+    const state = { blocked: true, opened: 0 };
+    const c = newClient(srv.url, ['sse', 'longpoll'], {
+      EventSource: switchableEventSource(state),
+      upgradeInterval: 200,
+    });
+    const transports: TransportEvent[] = [];
+    c.on('transport', (e) => transports.push(e));
+    const sub = c.newSubscription('fb:sseup');
+    const rec = record(sub);
+    c.connect();
+    await subscribed(sub);
+    expect(c.transport).toBe('longpoll');
+    for (const n of seq(5)) await sub.publish({ n });
+    await waitFor('5 publications', () => rec.pubs.length >= 5);
+    const probesBefore = state.opened;
+    state.blocked = false;
+    await waitFor('the upgrade', () => c.transport === 'sse' && c.state === 'connected' && sub.state === 'subscribed');
+    // One stream for the probe, one for the session.
+    expect(state.opened - probesBefore).toBeGreaterThanOrEqual(2);
+    for (const n of seq(5, 6)) await srv.publish('fb:sseup', { n });
+    await sub.publish({ n: 11 });
+    await waitFor('11 publications', () => rec.pubs.length >= 11);
+    expect(rec.ns).toEqual(seq(11));
+    expect(transports.map((t) => `${t.transport}:${t.reason}`)).toEqual(['longpoll:initial', 'sse:upgrade']);
     expect(rec.subscribed).toHaveLength(1);
   });
 
