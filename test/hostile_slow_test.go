@@ -1,10 +1,14 @@
 package test
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -14,6 +18,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/heraldrt/herald/internal/protocol"
 	"github.com/heraldrt/herald/internal/testkit"
 )
 
@@ -25,11 +30,18 @@ import (
 // server must drop each within read_header_timeout (1s) plus slack, and
 // keep serving others meanwhile. WebSockets that upgrade and never send
 // connect must be closed with 4500 "connect timeout" after connect_timeout.
+// Requests to /publish and /api/publish that send their headers and then
+// one body byte every 200 ms must be answered 400 with code 107 once
+// read_header_timeout has passed since their headers, and closed.
 func TestHostileSlowHandshakes(t *testing.T) {
 	bin := hostileBinary(t)
 	s := startHostile(t, bin)
-	const perPath, silent, closeWithin = 30, 5, 5 * time.Second
+	const perPath, silent, slowBodies, closeWithin = 30, 5, 10, 5 * time.Second
 	paths := []string{"/ws", "/sse?channel=room:x", "/poll?channel=room:x&timeout=1"}
+	bodyPaths := map[string]string{
+		"/publish":     "Authorization: Bearer " + userToken(t, "slow-body"),
+		"/api/publish": "Authorization: apikey " + apiKey,
+	}
 
 	// The silent WebSockets: upgraded at once, since the token may come in
 	// the connect command, which they never send.
@@ -74,6 +86,23 @@ func TestHostileSlowHandshakes(t *testing.T) {
 		}
 	}
 
+	bodyDone := make(chan bodyResult, slowBodies*len(bodyPaths))
+	for path, auth := range bodyPaths {
+		for range slowBodies {
+			conn, err := net.DialTimeout("tcp", s.Addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = conn.Close() })
+			wg.Go(func() {
+				r := slowBody(conn, path, auth, closeWithin)
+				closed.Add(1)
+				bodyDone <- r
+			})
+		}
+	}
+	total += slowBodies * len(bodyPaths)
+
 	openAtStart := total - int(closed.Load())
 	s.assertHealthy(t)
 	t.Logf("health check passed with %d of %d slow handshakes open at its start, %d at its end", openAtStart, total, total-int(closed.Load()))
@@ -84,6 +113,23 @@ func TestHostileSlowHandshakes(t *testing.T) {
 	wg.Wait()
 	close(lorisDone)
 	close(silentDone)
+	close(bodyDone)
+	bodySlowest := map[string]time.Duration{}
+	for r := range bodyDone {
+		switch {
+		case r.err != nil:
+			t.Errorf("slow body to %s: %v", r.path, r.err)
+		case r.status != http.StatusBadRequest || r.code != 107 || !strings.Contains(r.message, "not received within 1s"):
+			t.Errorf("slow body to %s answered %d code %d %q, want 400 code 107 \"... not received within 1s\"", r.path, r.status, r.code, r.message)
+		case r.answered < hostileHeaderLimit || r.answered > hostileHeaderLimit+closeWithin:
+			t.Errorf("slow body to %s answered %v after its headers, want between read_header_timeout %v and %v", r.path, r.answered, hostileHeaderLimit, hostileHeaderLimit+closeWithin)
+		default:
+			bodySlowest[r.path] = max(bodySlowest[r.path], r.closed)
+		}
+	}
+	for p, d := range bodySlowest {
+		t.Logf("slow bodies to %s answered 400 107 and closed within %v of their headers", p, d)
+	}
 	slowest := map[string]time.Duration{}
 	fastest := map[string]time.Duration{}
 	for r := range lorisDone {
@@ -158,6 +204,82 @@ func slowLoris(conn net.Conn, path string, limit time.Duration) (time.Duration, 
 			return after, nil // EOF or reset: the server dropped it
 		}
 	}
+}
+
+// bodyResult is how the server ended a slow body: its answer, and when it
+// answered and closed, from the end of the request's headers.
+type bodyResult struct {
+	path             string
+	status           int
+	code             uint32
+	message          string
+	answered, closed time.Duration
+	err              error
+}
+
+// slowBody sends a POST of a 200-byte JSON body to path on conn, with its
+// headers (auth among them) at once and then one body byte every 200 ms,
+// until the server answers and closes the connection. It fails if either
+// has not happened after limit.
+func slowBody(conn net.Conn, path, auth string, limit time.Duration) bodyResult {
+	r := bodyResult{path: path}
+	head := "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + auth + "\r\nContent-Length: 200\r\n\r\n"
+	if _, err := conn.Write([]byte(head + `{"channel":"room:slow-body","data":"`)); err != nil {
+		r.err = fmt.Errorf("headers: %v", err)
+		return r
+	}
+	start := time.Now()
+	stop := make(chan struct{})
+	var trickle sync.WaitGroup
+	trickle.Go(func() {
+		// The 200 ms between bytes is the attack itself, not a wait.
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			if _, err := conn.Write([]byte("z")); err != nil {
+				return
+			}
+		}
+	})
+	defer func() {
+		close(stop)
+		trickle.Wait()
+	}()
+	if err := conn.SetReadDeadline(start.Add(limit)); err != nil {
+		r.err = err
+		return r
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		r.err = fmt.Errorf("no answer within %v: %v", limit, err)
+		return r
+	}
+	r.answered = time.Since(start)
+	r.status = resp.StatusCode
+	var e struct {
+		Error protocol.Error `json:"error"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&e)
+	resp.Body.Close()
+	if err != nil {
+		r.err = fmt.Errorf("HTTP %d with a body that is not a JSON error: %v", resp.StatusCode, err)
+		return r
+	}
+	r.code, r.message = e.Error.Code, e.Error.Message
+	// The server must read no more of the trickle: it closes (EOF) or
+	// resets the connection.
+	if _, err := io.Copy(io.Discard, br); errors.Is(err, os.ErrDeadlineExceeded) {
+		r.err = fmt.Errorf("answered %d %d, then still open after %v", r.status, r.code, limit)
+		return r
+	}
+	r.closed = time.Since(start)
+	return r
 }
 
 // TestHostileNonReaders subscribes 20 clients that then never read and one
