@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
 	"github.com/heraldrt/herald/internal/server"
 	"github.com/heraldrt/herald/internal/server/servertest"
@@ -119,7 +120,10 @@ func expectSubscribed(t *testing.T, r *reader, channel string) event {
 func TestTransportConformance(t *testing.T) {
 	for _, d := range drivers {
 		t.Run(d.name, func(t *testing.T) {
-			base := startServer(t, nil)
+			base := startServer(t, func(c *server.Config) {
+				c.Namespaces = append(c.Namespaces, node.NamespaceOptions{Name: "small", HistorySize: 3, HistoryTTL: time.Hour,
+					Subscribe: node.AccessAnyone, HistoryAccess: node.AccessAnyone})
+			})
 			ctx := context.Background()
 
 			t.Run("receive in order", func(t *testing.T) {
@@ -209,6 +213,34 @@ func TestTransportConformance(t *testing.T) {
 				// Live data continues from now, nothing replayed.
 				serverPublish(t, base, "conf:nr", 3)
 				collect(t, c, "conf:nr", 3, 1)
+			})
+
+			t.Run("position older than history not recovered", func(t *testing.T) {
+				// The namespace keeps 3 publications; the client leaves
+				// after offset 1 and 5 more are published, so offset 2 has
+				// left history though the epoch is the channel's own.
+				const channel = "small:old"
+				c, err := newReader(d.open(ctx, base, []string{channel}, nil))
+				if err != nil {
+					t.Fatal(err)
+				}
+				serverPublish(t, base, channel, 1)
+				resume := collect(t, c, channel, 0, 1)[0].token
+				c.close()
+				for i := 2; i <= 6; i++ {
+					serverPublish(t, base, channel, i)
+				}
+				c, err = newReader(d.open(ctx, base, []string{channel}, resume))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.close()
+				if e := expectSubscribed(t, c, channel); e.recovered || !e.wasRecovering {
+					t.Fatalf("position 1 with history from 4: %+v, want recovered false", e)
+				}
+				// Live data continues from now, nothing replayed.
+				serverPublish(t, base, channel, 7)
+				collect(t, c, channel, 6, 1)
 			})
 
 			t.Run("invalid channel is an error", func(t *testing.T) {
