@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -49,7 +50,9 @@ type cluster struct {
 	lb    *testkit.Balancer
 }
 
-func startCluster(t *testing.T, bin string, brokerArgs []string) *cluster {
+// startCluster starts three nodes with brokerArgs and a config file holding
+// the cluster's settings plus extraConfig, YAML at the top level.
+func startCluster(t *testing.T, bin string, brokerArgs []string, extraConfig ...string) *cluster {
 	t.Helper()
 	config := filepath.Join(t.TempDir(), "herald.yaml")
 	if err := os.WriteFile(config, []byte(`
@@ -58,7 +61,7 @@ node_heartbeat: 200ms
 connection_rate: 0
 auth:
   hmac_secret: "`+clusterSecret+`"
-`), 0o600); err != nil {
+`+strings.Join(extraConfig, "\n")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c := &cluster{t: t, bin: bin, args: append([]string{"--dev", "--api-key", apiKey, "--config", config}, brokerArgs...)}
@@ -303,6 +306,7 @@ func TestCluster(t *testing.T) {
 			t.Run("cross-node delivery on every transport", func(t *testing.T) { crossNode(t, bin, b) })
 			t.Run("long polls hopping between nodes", func(t *testing.T) { hoppingPolls(t, bin, b) })
 			t.Run("registry across nodes", func(t *testing.T) { registry(t, bin, b) })
+			t.Run("join and leave across nodes", func(t *testing.T) { joinLeave(t, bin, b) })
 			t.Run("kill -9 a node under load", func(t *testing.T) { killNode(t, bin, b) })
 			t.Run("rolling restart under load", func(t *testing.T) { rollingRestart(t, bin, b) })
 		})
@@ -343,6 +347,39 @@ func crossNode(t *testing.T, bin string, b broker) {
 	if err := apiCall(httpClient, c.nodes[2].URL(""), "/api/presence", map[string]string{"channel": "x:room"}, &pres); err != nil || len(pres.Clients) != 2 {
 		t.Fatalf("presence on node C of clients on A and B: %v, %v", pres.Clients, err)
 	}
+
+	// Node C's info reports the other nodes' counts, carried by their
+	// heartbeats: one client on A, one on B, none on C.
+	want := map[string]int{nodeID(t, c, 0): 1, nodeID(t, c, 1): 1, nodeID(t, c, 2): 0}
+	got := map[string]int{}
+	testkit.WaitFor(t, 10*time.Second, "node C's info to report one client on A and one on B", func() bool {
+		var info struct {
+			Nodes []struct {
+				ID         string `json:"id"`
+				NumClients int    `json:"num_clients"`
+			}
+		}
+		if apiCall(httpClient, c.nodes[2].URL(""), "/api/info", struct{}{}, &info) != nil {
+			return false
+		}
+		clear(got)
+		for _, n := range info.Nodes {
+			got[n.ID] = n.NumClients
+		}
+		return maps.Equal(got, want)
+	})
+}
+
+// nodeID is node i's id, as its own /api/info names it.
+func nodeID(t *testing.T, c *cluster, i int) string {
+	t.Helper()
+	var info struct {
+		Node string `json:"node"`
+	}
+	if err := apiCall(httpClient, c.nodes[i].URL(""), "/api/info", struct{}{}, &info); err != nil || info.Node == "" {
+		t.Fatalf("node %d's id: %q, %v", i, info.Node, err)
+	}
+	return info.Node
 }
 
 // A long-polling client whose successive polls hit different nodes loses
@@ -468,11 +505,90 @@ func registry(t *testing.T, bin string, b broker) {
 	}
 }
 
+// A client joining a channel on node A is pushed as a join to a watcher
+// subscribed on node B, and its leaving as a leave.
+func joinLeave(t *testing.T, bin string, b broker) {
+	c := startCluster(t, bin, b.start(t))
+	const channel = "room:lobby"
+	var (
+		mu            sync.Mutex
+		joins, leaves []client.ClientInfo
+	)
+	watcher, err := client.New(client.Config{URL: c.nodes[1].URL(""), Token: clusterToken(t, "watcher")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = watcher.Close() })
+	wsub, err := watcher.NewSubscription(channel, client.SubscriptionConfig{
+		OnJoin:  func(e client.JoinEvent) { mu.Lock(); joins = append(joins, e.Info); mu.Unlock() },
+		OnLeave: func(e client.LeaveEvent) { mu.Lock(); leaves = append(leaves, e.Info); mu.Unlock() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := watcher.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := wsub.Subscribe(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	joined := make(chan string, 1)
+	joiner, err := client.New(client.Config{URL: c.nodes[0].URL(""), Token: clusterToken(t, "bob"),
+		OnConnected: func(e client.ConnectedEvent) {
+			select {
+			case joined <- e.ClientID:
+			default:
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = joiner.Close() })
+	jsub, err := joiner.NewSubscription(channel, client.SubscriptionConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := joiner.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bob := <-joined
+	if err := jsub.Subscribe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seen := func(list *[]client.ClientInfo) func() bool {
+		return func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, ci := range *list {
+				if ci.Client == bob && ci.User == "bob" {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	testkit.WaitFor(t, 10*time.Second, "bob's join on node A pushed to the watcher on node B", seen(&joins))
+	if err := jsub.Unsubscribe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, "bob's leave on node A pushed to the watcher on node B", seen(&leaves))
+}
+
+// clusterPresenceTTL is short in the kill test, so the killed node's clients
+// must leave presence within the test; the session heartbeats that refresh
+// presence come more often still.
+const clusterPresenceTTL = 5 * time.Second
+
 // kill -9 of one node while publishing at a steady rate: its clients
 // reconnect through the balancer to the others and resume; every client sees
-// every acknowledged sequence number once, in order.
+// every acknowledged sequence number once, in order. The killed node's
+// clients leave the channel's presence within presence_ttl, though no node
+// said they left.
 func killNode(t *testing.T, bin string, b broker) {
-	c := startCluster(t, bin, b.start(t))
+	c := startCluster(t, bin, b.start(t), fmt.Sprintf("presence_ttl: %v\nping_interval: 2s\npong_timeout: 1500ms\nsse:\n  keep_alive: 2s\n", clusterPresenceTTL))
 	const channel = "kill:main"
 	clients := map[string]*recordingClient{}
 	for _, tr := range sdkTransports {
@@ -488,10 +604,46 @@ func killNode(t *testing.T, bin string, b broker) {
 	} else {
 		t.Logf("%d of %d clients on the killed node", n, len(clients))
 	}
+	dead := clientsOn(t, c, channel, 2)
+	present := presentClients(t, c, 0, channel)
+	for id := range dead {
+		if !present[id] {
+			t.Fatalf("client %s of the node about to be killed is not in presence %v", id, present)
+		}
+	}
 	c.nodes[2].Kill9(t)
+	killed := time.Now()
 	c.lb.SetBackends(c.nodes[0].Addr, c.nodes[1].Addr)
+	// Presence entries expire presence_ttl after their last refresh, which
+	// was at most a heartbeat before the kill; reads may see them for a
+	// moment more.
+	testkit.WaitFor(t, clusterPresenceTTL+5*time.Second, "the killed node's clients to leave presence", func() bool {
+		for id := range presentClients(t, c, 0, channel) {
+			if dead[id] {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("the killed node's %d clients left presence %v after the kill", len(dead), time.Since(killed).Round(time.Millisecond))
 	testkit.WaitFor(t, 20*time.Second, "publishing after the kill", func() bool { return pub.count() >= 250 })
 	waitAll(t, clients, pub.finish(t))
+}
+
+// presentClients is the client ids of channel's presence, read through node i.
+func presentClients(t *testing.T, c *cluster, i int, channel string) map[string]bool {
+	t.Helper()
+	var pres struct {
+		Clients map[string]struct{ Client string } `json:"clients"`
+	}
+	if err := apiCall(httpClient, c.nodes[i].URL(""), "/api/presence", map[string]string{"channel": channel}, &pres); err != nil {
+		t.Fatalf("presence of %s through node %d: %v\n%s", channel, i, err, c.nodes[i].Log())
+	}
+	ids := make(map[string]bool, len(pres.Clients))
+	for _, ci := range pres.Clients {
+		ids[ci.Client] = true
+	}
+	return ids
 }
 
 // Every node in turn is stopped and started again under load; nothing is
@@ -571,21 +723,25 @@ func TestClusterRedisRestart(t *testing.T) {
 // cluster's registry reports them.
 func connectionsOn(t *testing.T, c *cluster, channel string, i int) int {
 	t.Helper()
-	var info struct {
-		Node string `json:"node"`
-	}
-	var conns struct{ Connections []struct{ Node string } }
-	if err := apiCall(httpClient, c.nodes[i].URL(""), "/api/info", struct{}{}, &info); err != nil {
-		t.Fatal(err)
+	return len(clientsOn(t, c, channel, i))
+}
+
+// clientsOn is the client ids of the channel's connections that node i
+// holds, as the cluster's registry reports them.
+func clientsOn(t *testing.T, c *cluster, channel string, i int) map[string]bool {
+	t.Helper()
+	id := nodeID(t, c, i)
+	var conns struct {
+		Connections []struct{ Client, Node string }
 	}
 	if err := apiCall(httpClient, c.nodes[0].URL(""), "/api/connections", map[string]string{"channel": channel}, &conns); err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	ids := map[string]bool{}
 	for _, conn := range conns.Connections {
-		if conn.Node == info.Node {
-			n++
+		if conn.Node == id {
+			ids[conn.Client] = true
 		}
 	}
-	return n
+	return ids
 }
