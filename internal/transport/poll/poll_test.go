@@ -194,6 +194,34 @@ func bothModes(t *testing.T, test func(t *testing.T, e *env)) {
 	t.Run("tls", func(t *testing.T) { test(t, setupServer(t, true)) })
 }
 
+func TestShortPollOnEmptyChannelAnswersAtOnce(t *testing.T) {
+	bothModes(t, testShortPollOnEmptyChannelAnswersAtOnce)
+}
+
+// A short poll with nothing to return must answer without waiting. Timeouts
+// count in whole seconds, so any wait at all lasts a second or more; the
+// fastest of a few polls is compared with half of that, so one poll slowed
+// by a busy machine does not fail the test, while a server that waits makes
+// every one of them slow.
+func testShortPollOnEmptyChannelAnswersAtOnce(t *testing.T, e *env) {
+	next := e.poll(url.Values{"channel": {"empty"}, "timeout": {"0"}}).Next
+	fastest := time.Hour
+	for range 3 {
+		start := time.Now()
+		r := e.poll(url.Values{"channel": {"empty"}, "since": {next}, "timeout": {"0"}})
+		fastest = min(fastest, time.Since(start))
+		if len(r.Publications) != 0 || r.Next != next || !r.Recovered {
+			t.Fatalf("short poll of an empty channel: %+v, want nothing at %s", r, next)
+		}
+	}
+	if fastest >= 500*time.Millisecond {
+		t.Fatalf("the fastest of 3 short polls of an empty channel took %v: it waited", fastest)
+	}
+	if ch := e.n.Channels(); len(ch) != 0 {
+		t.Fatalf("short polls left waiters on %v", ch)
+	}
+}
+
 func TestLongPollWakesOnPublication(t *testing.T) { bothModes(t, testLongPollWakesOnPublication) }
 
 func testLongPollWakesOnPublication(t *testing.T, e *env) {
