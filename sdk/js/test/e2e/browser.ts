@@ -49,9 +49,19 @@ export function pageErrors(page: Page): Error[] {
 /**
  * Saves a full-page screenshot as ARTIFACTS/name.png and checks it shows
  * something: decoded by the browser itself, it must have many colours and
- * no single colour covering nearly all of it.
+ * no single colour covering nearly all of it. On a phone-sized viewport it
+ * also checks that nothing sticks out sideways, so every demo page shot on
+ * a phone is held to that.
  */
 export async function screenshot(browser: Browser, page: Page, name: string): Promise<string> {
+  const viewport = page.viewportSize();
+  if (viewport && viewport.width <= PHONE.width) {
+    const overflow = await page.evaluate(() => ({
+      page: document.documentElement.scrollWidth - window.innerWidth,
+      body: document.body.scrollWidth - window.innerWidth,
+    }));
+    expect(Math.max(overflow.page, overflow.body), `${name}: px sticking out sideways on a ${viewport.width} px wide screen`).toBeLessThanOrEqual(1);
+  }
   mkdirSync(ARTIFACTS, { recursive: true });
   const file = join(ARTIFACTS, `${name}.png`);
   const png = await page.screenshot({ fullPage: true });

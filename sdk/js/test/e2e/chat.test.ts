@@ -53,11 +53,17 @@ describe('chat demo', () => {
       await presenceOf(p, who).waitFor({ timeout: 20_000 });
     }
 
-    // Typing shows on the other side, and is never stored.
+    // Typing shows on the other side, both ways, never on one's own
+    // page, and is never stored.
     await alice.page.locator('#text').pressSequentially('hel', { delay: 30 });
     await bob.page.locator('#typing', { hasText: 'alice' }).waitFor({ timeout: 10_000 });
+    await bob.page.locator('#text').pressSequentially('hey', { delay: 30 });
+    await alice.page.locator('#typing', { hasText: 'bob' }).waitFor({ timeout: 10_000 });
+    expect(await alice.page.locator('#typing').textContent()).not.toContain('alice');
+    expect(await bob.page.locator('#typing').textContent()).not.toContain('bob');
 
     await alice.page.locator('#text').fill('');
+    await bob.page.locator('#text').fill('');
     await say(alice.page, 'hello bob');
     await messageFrom(bob.page, 'alice', 'hello bob').waitFor({ timeout: 10_000 });
     await messageFrom(alice.page, 'alice', 'hello bob').waitFor({ timeout: 10_000 });
