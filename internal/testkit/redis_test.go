@@ -94,3 +94,25 @@ func TestRedisClusterMoveSlot(t *testing.T) {
 		t.Fatalf("GET %s on the new owner: %q, %v; want the moved value", key, v, err)
 	}
 }
+
+// TestOwnRedisSkipsWithEnvAndNoBinaries: with only an external server
+// given, the helpers that start Redis processes skip their test, saying why,
+// instead of failing it.
+func TestOwnRedisSkipsWithEnvAndNoBinaries(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	t.Setenv(RedisEnv, "redis://127.0.0.1:1")
+	for name, start := range map[string]func(testing.TB){
+		"cluster":  func(t testing.TB) { StartRedisCluster(t) },
+		"sentinel": func(t testing.TB) { StartRedisSentinel(t) },
+		"tls":      func(t testing.TB) { StartRedisTLS(t) },
+	} {
+		var sub *testing.T
+		t.Run(name, func(t *testing.T) {
+			sub = t
+			start(t)
+		})
+		if !sub.Skipped() {
+			t.Errorf("%s: not skipped without redis-server in PATH and with %s set", name, RedisEnv)
+		}
+	}
+}
