@@ -1,6 +1,7 @@
 // The ticker page keeps going through a server restart: the server is
-// killed mid-stream (kill -9) and started again on the same store, and the
-// page resumes with every tick once, in order.
+// killed mid-stream (kill -9) and started again on the same store, ticks
+// while the page cannot reach it yet, and the page resumes through
+// recovery with every tick once, in order.
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HeraldServer } from '../helpers/server.js';
@@ -21,6 +22,8 @@ afterAll(async () => {
 
 interface TickerStats {
   received: number;
+  /** How the last resume went: 'recovered', 'not recovered', or '—' before any. */
+  resume: string;
   gaps: number;
   duplicates: number;
   lastOffset: number;
@@ -36,6 +39,17 @@ describe('ticker demo through a server restart', () => {
   for (const transport of ['sse', 'websocket', 'longpoll'] as const) {
     it(`resumes over ${transport} with no tick lost or repeated`, async () => {
       const context = await browser.newContext({ viewport: transport === 'sse' ? DESKTOP : PHONE });
+      // While `blocked`, the page cannot reach the server on any transport,
+      // so the server ticks for a while with the page away.
+      const net = { blocked: false };
+      await context.routeWebSocket(/\/ws(\?|$)/, (ws) => {
+        if (net.blocked) void ws.close({ code: 1011, reason: 'blocked by the test' });
+        else ws.connectToServer();
+      });
+      await context.route(/\/(sse|poll)(\?|$)/, (route) => {
+        if (net.blocked) void route.abort('connectionrefused');
+        else void route.continue();
+      });
       const page = await context.newPage();
       const errors = pageErrors(page);
       // SSE is the page's own choice; the others are forced.
@@ -45,10 +59,22 @@ describe('ticker demo through a server restart', () => {
       await pageWait(page, 'ten ticks', () => ((window as unknown as DemoWindow).demo?.ticker?.received ?? 0) >= 10, null);
       expect(await page.evaluate(() => (window as unknown as DemoWindow).demo!.client!.transport)).toBe(transport);
 
+      net.blocked = true;
       await server.restart('SIGKILL');
       const before = await stats();
-      // Ticks the server published while the page was reconnecting come
-      // back from history, then live ones follow.
+      // The restarted server publishes ticks the page cannot see yet: they
+      // can reach it only through recovery.
+      const latest = async () => (await server.api<{ offset: number }>('history', { channel: 'demo:ticker', limit: 1 })).offset;
+      const deadline = Date.now() + 10_000;
+      while ((await latest()) < before.lastOffset + 3) {
+        if (Date.now() > deadline) throw new Error(`the restarted server published no 3 ticks after offset ${before.lastOffset} within 10 s`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const missedUpTo = await latest();
+      expect((await stats()).lastOffset).toBe(before.lastOffset);
+      net.blocked = false;
+      // Ticks the server published while the page was away come back from
+      // history, then live ones follow.
       await pageWait(
         page,
         'a reconnect and twenty more ticks',
@@ -67,6 +93,10 @@ describe('ticker demo through a server restart', () => {
         notRecovered: 0,
         epochChanges: 0,
       });
+      // The resume recovered (the page's subscribed event said so), and
+      // brought every tick published while the page was away.
+      expect(await page.evaluate(() => (window as unknown as DemoWindow).demo!.ticker!.resume)).toBe('recovered');
+      for (let o = before.lastOffset + 1; o <= missedUpTo; o++) expect(after.offsets, `tick ${o}, published while away`).toContain(o);
       // Counted independently of the page's own counters: every offset
       // from the first to the last, once, in order.
       const first = after.offsets[0]!;
