@@ -111,6 +111,13 @@ func dial(t *testing.T, h *harness, withLatest bool) *testPeer {
 
 func offer(t *testing.T, url string, withLatest bool) *testPeer {
 	t.Helper()
+	return offerEditing(t, url, withLatest, nil)
+}
+
+// offerEditing is offer with the server's answer passed through edit
+// before the peer applies it, as a client that ignores parts of it would.
+func offerEditing(t *testing.T, url string, withLatest bool, edit func(sdp string) string) *testPeer {
+	t.Helper()
 	pc, err := pion.NewPeerConnection(pion.Configuration{})
 	if err != nil {
 		t.Fatal(err)
@@ -138,6 +145,9 @@ func offer(t *testing.T, url string, withLatest bool) *testPeer {
 	answer, status := exchange(t, url, pc)
 	if status != http.StatusOK {
 		t.Fatalf("offer answered %d", status)
+	}
+	if edit != nil {
+		answer.SDP = edit(answer.SDP)
 	}
 	if err := pc.SetRemoteDescription(answer); err != nil {
 		t.Fatal(err)
@@ -455,4 +465,77 @@ func TestClientGoneEndsSession(t *testing.T) {
 	}
 	_ = p.pc.Close()
 	testkit.WaitFor(t, 20*time.Second, "the session to end", func() bool { return members() == 0 })
+}
+
+// TestOversizedMessageCloses4502: a client that ignores the answer's
+// a=max-message-size and sends a message over MaxMessageSize is told
+// 4502 "message too large" in a disconnect push, its command is not
+// answered, and the peer connection is closed; a message of exactly the
+// limit is served.
+func TestOversizedMessageCloses4502(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		limit int
+		// over is how far the oversized message goes beyond the limit. It
+		// stays within pion's SCTP receive buffer (1 MiB): a larger message
+		// can never be reassembled, so it stalls the association, and the
+		// heartbeat ends the connection (4002) instead.
+		over int
+	}{
+		{"small limit", 1024, 1},
+		{"default limit", 0, 1},
+		{"far over the default limit", 0, 768 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, Config{MaxMessageSize: tc.limit})
+			limit := h.srv.cfg.MaxMessageSize
+			advertised := fmt.Sprintf("a=max-message-size:%d", limit)
+			p := offerEditing(t, h.url, false, func(sdp string) string {
+				if !strings.Contains(sdp, advertised) {
+					t.Errorf("answer does not advertise %q:\n%s", advertised, sdp)
+				}
+				return strings.ReplaceAll(sdp, advertised, "a=max-message-size:67108864")
+			})
+			select {
+			case <-waitOpen(p.dc):
+			case <-time.After(10 * time.Second):
+				t.Fatal("the herald channel did not open")
+			}
+			p.call("connect", nil)
+			// padded is a ping command of exactly n bytes.
+			padded := func(id, n int) string {
+				head := fmt.Sprintf(`{"id":%d,"method":"ping","params":{"pad":"`, id)
+				return head + strings.Repeat("x", n-len(head)-3) + `"}}`
+			}
+			at := padded(100, limit)
+			if len(at) != limit {
+				t.Fatalf("built %d bytes, want %d", len(at), limit)
+			}
+			if err := p.dc.SendText(at); err != nil {
+				t.Fatal(err)
+			}
+			if f := p.next(); f.frame["id"] != float64(100) || f.frame["error"] != nil {
+				t.Fatalf("a message of exactly the limit: %v", f.frame)
+			}
+			if err := p.dc.SendText(padded(101, limit+tc.over)); err != nil {
+				t.Fatal(err)
+			}
+			f := p.next()
+			if f.frame["id"] != nil {
+				t.Fatalf("the oversized command was answered: %v", f.frame)
+			}
+			if f.label != LabelReliable || f.frame["type"] != "disconnect" || f.frame["code"] != float64(protocol.DisconnectMessageTooLarge.Code) ||
+				f.frame["reason"] != protocol.DisconnectMessageTooLarge.Reason || f.frame["reconnect"] != false {
+				t.Fatalf("after an oversized message: %s %v, want a disconnect push 4502 %q", f.label, f.frame, protocol.DisconnectMessageTooLarge.Reason)
+			}
+			select {
+			case <-p.closed:
+			case <-time.After(20 * time.Second):
+				t.Fatal("the peer connection stayed open")
+			}
+			testkit.WaitFor(t, 10*time.Second, "the peer to be released", func() bool {
+				return len(h.srv.peers.Members()) == 0
+			})
+		})
+	}
 }
