@@ -113,6 +113,120 @@ func TestTokenSources(t *testing.T) {
 	}
 }
 
+// TestCookieTokenOnEveryTransport: the token_cookie authenticates a
+// WebSocket, an SSE stream, a poll and a client publish alike; and since a
+// browser attaches it to a hostile page's requests too, the same requests
+// from a page of another origin are refused with 403 and 103, without CORS
+// headers, before the cookie is looked at.
+func TestCookieTokenOnEveryTransport(t *testing.T) {
+	cfg := authConfig()
+	cfg.TokenCookie = "herald_token"
+	cfg.AllowedOrigins = []string{"https://app.example"}
+	r := start(t, cfg)
+	cookie := "herald_token=" + mint(t, auth.MintOptions{UserID: "carol", TTL: time.Hour})
+	wsURL := "ws" + strings.TrimPrefix(r.url, "http") + "/ws"
+	// stream opens path and returns its status and headers without reading
+	// the body, which for SSE never ends.
+	stream := func(t *testing.T, method, path string, header http.Header, body string) (int, uint32, http.Header) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, method, r.url+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header = header
+		res, err := r.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var e struct{ Error protocol.Error }
+		if res.StatusCode != http.StatusOK {
+			_ = json.NewDecoder(res.Body).Decode(&e)
+		}
+		return res.StatusCode, e.Error.Code, res.Header
+	}
+	publish := `{"channel":"room:1","data":{"hi":1}}`
+
+	for name, origin := range map[string]string{"no origin": "", "allowed origin": "https://app.example"} {
+		t.Run(name, func(t *testing.T) {
+			header := func() http.Header {
+				h := http.Header{"Cookie": {cookie}}
+				if origin != "" {
+					h.Set("Origin", origin)
+				}
+				return h
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, _, err := cws.Dial(ctx, wsURL, &cws.DialOptions{HTTPHeader: header()})
+			if err != nil {
+				t.Fatalf("WebSocket with the cookie: %v", err)
+			}
+			defer c.CloseNow()
+			if err := c.Write(ctx, cws.MessageText, []byte(`{"id":1,"method":"connect","params":{}}`)); err != nil {
+				t.Fatal(err)
+			}
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rep struct {
+				Result struct{ User string }
+				Error  *protocol.Error
+			}
+			if err := json.Unmarshal(b, &rep); err != nil || rep.Error != nil || rep.Result.User != "carol" {
+				t.Errorf("WebSocket connect with the cookie: %s, want user carol", b)
+			}
+			status, _, h := stream(t, http.MethodGet, "/sse?channel=room:1", header(), "")
+			if status != http.StatusOK || !strings.HasPrefix(h.Get("Content-Type"), "text/event-stream") {
+				t.Errorf("SSE with the cookie: %d %q, want an event stream", status, h.Get("Content-Type"))
+			}
+			if status, code, _ := stream(t, http.MethodGet, "/poll?channel=room:1&timeout=0", header(), ""); status != http.StatusOK {
+				t.Errorf("poll with the cookie: %d %d", status, code)
+			}
+			if status, code, _ := stream(t, http.MethodPost, "/publish", header(), publish); status != http.StatusOK {
+				t.Errorf("publish with the cookie: %d %d", status, code)
+			}
+		})
+	}
+
+	t.Run("another origin", func(t *testing.T) {
+		header := func() http.Header {
+			return http.Header{"Cookie": {cookie}, "Origin": {"https://evil.example"}}
+		}
+		refused := func(what string, status int, code uint32, h http.Header) {
+			t.Helper()
+			if status != http.StatusForbidden || code != protocol.ErrPermissionDenied.Code || h.Get("Access-Control-Allow-Origin") != "" {
+				t.Errorf("%s with the cookie from another origin: %d %d, CORS %q; want 403 103 and no CORS", what, status, code, h.Get("Access-Control-Allow-Origin"))
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, res, err := cws.Dial(ctx, wsURL, &cws.DialOptions{HTTPHeader: header()})
+		if err == nil {
+			c.CloseNow()
+			t.Fatal("WebSocket with the cookie from another origin was upgraded")
+		}
+		var e struct{ Error protocol.Error }
+		if res != nil {
+			_ = json.NewDecoder(res.Body).Decode(&e)
+			refused("WebSocket", res.StatusCode, e.Error.Code, res.Header)
+		} else {
+			t.Errorf("WebSocket from another origin: no HTTP answer: %v", err)
+		}
+		for _, tc := range []struct{ what, method, path, body string }{
+			{"SSE", http.MethodGet, "/sse?channel=room:1", ""},
+			{"poll", http.MethodGet, "/poll?channel=room:1&timeout=0", ""},
+			{"publish", http.MethodPost, "/publish", publish},
+		} {
+			status, code, h := stream(t, tc.method, tc.path, header(), tc.body)
+			refused(tc.what, status, code, h)
+		}
+	})
+}
+
 func TestWebSocketTokenInHandshakeOrConnect(t *testing.T) {
 	r := start(t, authConfig())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
