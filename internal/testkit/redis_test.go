@@ -7,6 +7,7 @@ import (
 )
 
 func TestStartRedis(t *testing.T) {
+	requireRedisBinaries(t) // before clearing RedisEnv, so that it may skip
 	t.Setenv(RedisEnv, "")
 	url, r := StartRedis(t)
 	if url != "redis://"+r.Addr {
