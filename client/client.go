@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -151,6 +152,12 @@ type Client struct {
 	fetching chan struct{}
 	// server holds the server-side subscriptions by channel, guarded by mu.
 	server map[string]*serverSub
+
+	// jitter draws the reconnect backoff's random delays, and pause waits
+	// each one out, reporting false if ctx ends first. Tests replace them
+	// to script the delays and see what the reconnect loop waits for.
+	jitter func(n int64) int64
+	pause  func(ctx context.Context, d time.Duration) bool
 }
 
 // transport runs sessions for a Client and carries its commands. Session
@@ -222,6 +229,8 @@ func New(cfg Config) (*Client, error) {
 		tokenStale: cfg.Token == "",
 		fetching:   make(chan struct{}, 1),
 		server:     make(map[string]*serverSub),
+		jitter:     rand.Int64N,
+		pause:      sleep,
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -382,6 +391,7 @@ func (c *Client) Close() error {
 func (c *Client) run(ctx context.Context, done chan struct{}) {
 	defer close(done)
 	b := newBackoff(c.cfg.MinBackoff, c.cfg.MaxBackoff)
+	b.randN = c.jitter
 	for {
 		start := time.Now()
 		err := c.tr.session(ctx)
@@ -426,11 +436,7 @@ func (c *Client) run(ctx context.Context, done chan struct{}) {
 		}
 		delay := b.next()
 		c.log.Debug("herald client reconnecting", "transport", c.cfg.Transport, "after", delay, "err", r)
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !c.pause(ctx, delay) {
 			return
 		}
 		if r.slow {
@@ -440,6 +446,18 @@ func (c *Client) run(ctx context.Context, done chan struct{}) {
 				return
 			}
 		}
+	}
+}
+
+// sleep waits d, reporting false if ctx ends first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
