@@ -338,6 +338,73 @@ func StartRedisSentinel(t testing.TB) (url string, s *RedisSentinel) {
 	return "redis://" + s.Sentinel.Addr + "?master_set=" + s.MasterSet, s
 }
 
+// AddReplica starts a replica of the master and waits until it is in sync
+// and the sentinel knows it, so that Failover can promote it.
+func (s *RedisSentinel) AddReplica(t testing.TB) *RedisServer {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(s.Master.Addr)
+	r := startRedisServer(t, t.TempDir(), "", "--replicaof", host, port)
+	WaitFor(t, redisStartTimeout, "the replica to sync with the master", func() bool {
+		info, err := RedisCommand(r.Addr, "INFO", "replication")
+		return err == nil && strings.Contains(info, "master_link_status:up")
+	})
+	// The sentinel learns of replicas from the master's INFO, which it
+	// reads every ten seconds.
+	WaitFor(t, redisStartTimeout, "the sentinel to know the replica", func() bool {
+		reply, err := RedisCommand(s.Sentinel.Addr, "SENTINEL", "REPLICAS", s.MasterSet)
+		_, rport, _ := net.SplitHostPort(r.Addr)
+		return err == nil && strings.Contains(reply, "\n"+rport+"\n")
+	})
+	return r
+}
+
+// Failover has the sentinel promote replica, which AddReplica started, and
+// waits until the sentinel names it as the master, it acts as one, and the
+// old master has been turned into its replica (so a write that succeeds
+// from then on landed on the new master). s.Master becomes replica; the old
+// master is returned.
+func (s *RedisSentinel) Failover(t testing.TB, replica *RedisServer) (old *RedisServer) {
+	t.Helper()
+	WaitFor(t, redisStartTimeout, "the replica to catch up with the master", func() bool {
+		m, err1 := replOffset(s.Master.Addr, "master_repl_offset")
+		r, err2 := replOffset(replica.Addr, "slave_repl_offset")
+		return err1 == nil && err2 == nil && m == r
+	})
+	if reply, err := RedisCommand(s.Sentinel.Addr, "SENTINEL", "FAILOVER", s.MasterSet); err != nil || reply != "OK" {
+		t.Fatalf("SENTINEL FAILOVER: %q, %v", reply, err)
+	}
+	host, port, _ := net.SplitHostPort(replica.Addr)
+	WaitFor(t, redisStartTimeout, "the sentinel to name the promoted replica", func() bool {
+		reply, err := RedisCommand(s.Sentinel.Addr, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.MasterSet)
+		return err == nil && reply == host+"\n"+port
+	})
+	WaitFor(t, redisStartTimeout, "the promoted replica to act as master", func() bool {
+		role, err := RedisCommand(replica.Addr, "ROLE")
+		return err == nil && strings.HasPrefix(role, "master")
+	})
+	WaitFor(t, redisStartTimeout, "the old master to become a replica of the new one", func() bool {
+		info, err := RedisCommand(s.Master.Addr, "INFO", "replication")
+		return err == nil && strings.Contains(info, "role:slave") && strings.Contains(info, "master_port:"+port+"\r") &&
+			strings.Contains(info, "master_link_status:up")
+	})
+	old, s.Master = s.Master, replica
+	return old
+}
+
+// replOffset reads a replication offset field from INFO replication.
+func replOffset(addr, field string) (int64, error) {
+	info, err := RedisCommand(addr, "INFO", "replication")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s in INFO replication of %s", field, addr)
+}
+
 // freeRedisPort returns a loopback port nothing listens on. A cluster node
 // also needs port+10000 free for its cluster bus.
 func freeRedisPort(cluster bool) (int, error) {
