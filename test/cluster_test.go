@@ -676,11 +676,11 @@ func rollingRestart(t *testing.T, bin string, b broker) {
 // position can no longer be served (recovered=false) instead of being shown
 // a silent gap.
 func TestClusterRedisRestart(t *testing.T) {
-	bin := testkit.BuildHerald(t)
 	url, redis := testkit.StartRedis(t)
 	if redis == nil {
 		t.Skipf("restarts Redis: needs a redis-server of its own, not the shared one of %s", testkit.RedisEnv)
 	}
+	bin := testkit.BuildHerald(t)
 	c := startCluster(t, bin, []string{"--engine", "redis", "--redis-url", url})
 	const channel = "restart:main"
 	clients := map[string]*recordingClient{}
