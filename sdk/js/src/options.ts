@@ -1,6 +1,6 @@
 import type { Transport, TransportHost } from './transport.js';
 import { PollTransport } from './transports/poll.js';
-import { probeSSE, probeWebSocket } from './transports/probe.js';
+import { probeLongPoll, probeSSE, probeWebSocket } from './transports/probe.js';
 import { SSETransport } from './transports/sse.js';
 import { WebSocketTransport } from './transports/websocket.js';
 import {
@@ -201,7 +201,11 @@ function defaultImpls(options: ClientOptions, fetchFn: FetchLike | undefined): P
         httpCommands: true,
       };
     }
-    out.longpoll = { create: (host) => new PollTransport(host, fetchFn, true), httpCommands: true };
+    out.longpoll = {
+      create: (host) => new PollTransport(host, fetchFn, true),
+      probe: (host, timeout) => probeLongPoll(host, fetchFn, timeout),
+      httpCommands: true,
+    };
     out.shortpoll = { create: (host) => new PollTransport(host, fetchFn, false), httpCommands: true };
   }
   return out;

@@ -6,7 +6,9 @@ import type { ClientInfo, Publication, TransportName } from './types.js';
  * so the client stops. `transportFailure`: the transport itself did not work
  * (no answer, handshake refused, timeout), which may make the client fall
  * back to the next transport; a server that answered with an error is no
- * reason to change transports.
+ * reason to change transports. A session that connected reports it only
+ * while it has not yet shown its transport works (long polling whose long
+ * polls never got an answer): a later failure is the network's.
  */
 export interface EndReason {
   reason: string;

@@ -16,6 +16,12 @@ export class PollTransport implements Transport {
   readonly name: 'longpoll' | 'shortpoll';
   private closed = false;
   private connected = false;
+  /**
+   * A long poll got its answer. The first poll of a session answers at
+   * once, so connecting proves little of long polling: proxies that cut
+   * held requests let it through and fail every long poll after it.
+   */
+  private longPollAnswered = false;
   private readonly changed = new Signal();
   private dirty = false;
   /** The subscriptions the poll in flight carries, and how to abort it. */
@@ -61,6 +67,7 @@ export class PollTransport implements Transport {
   private end(r: Parameters<TransportHost['ended']>[1]): void {
     if (this.closed) return;
     this.closed = true;
+    if (r.transportFailure && this.connected && (!this.long || this.longPollAnswered)) r = { ...r, transportFailure: false };
     this.host.ended(this, r);
   }
 
@@ -126,6 +133,7 @@ export class PollTransport implements Transport {
         this.inflight = null;
       }
       if (this.closed) return;
+      if (timeout > 0) this.longPollAnswered = true;
       this.markConnected();
       if (!this.apply(list, ans)) return;
       if (ans.publications.length > 0 || timeout > 0) continue; // more may be waiting; a long poll waits by itself

@@ -1,6 +1,8 @@
-import { query } from '../http.js';
+import { poll, query } from '../http.js';
+import { formatPositionList, type StreamPosition } from '../position.js';
 import type { TransportHost } from '../transport.js';
-import type { EventSourceConstructor, WebSocketConstructor } from '../types.js';
+import type { EventSourceConstructor, FetchLike, WebSocketConstructor } from '../types.js';
+import { byChannel } from './shared.js';
 import { webSocketURL } from './websocket.js';
 
 /**
@@ -92,4 +94,28 @@ export async function probeSSE(host: TransportHost, ES: EventSourceConstructor, 
       done(false);
     }
   });
+}
+
+/**
+ * Checks that a long poll gets its answer: one that the server holds for a
+ * second when nothing is new, which proxies that cut held requests fail.
+ * With no channel to poll there is nothing to check.
+ */
+export async function probeLongPoll(host: TransportHost, fetchFn: FetchLike, timeout: number): Promise<boolean> {
+  const list = host
+    .wanted()
+    .filter((s) => s.position !== null)
+    .sort(byChannel);
+  if (list.length === 0) return true;
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), timeout);
+  try {
+    const since = formatPositionList(list.map((s) => s.position as StreamPosition));
+    await poll(host, fetchFn, list.map((s) => s.channel), since, 1, abort.signal);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
 }

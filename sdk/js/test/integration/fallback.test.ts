@@ -195,6 +195,58 @@ describe('fallback against the real server', () => {
     expect(rec.subscribed).toHaveLength(1);
   });
 
+  it('falls back from long polling to short polling when every long poll fails, works there both ways, and upgrades back once long polls get through', async () => {
+    // A proxy that cuts every request it would have to hold: short polls
+    // (and the first poll of a session, which answers at once) pass, long
+    // polls never get an answer.
+    const proxy = { cutting: true, cut: 0 };
+    const fetchCuttingLongPolls = ((input: string | URL, init?: RequestInit) => {
+      const url = new URL(String(input));
+      if (proxy.cutting && url.pathname === '/poll' && Number(url.searchParams.get('timeout') ?? '0') > 0) {
+        proxy.cut++;
+        return Promise.reject(new TypeError('fetch failed: connection reset by the proxy'));
+      }
+      return fetch(input, init);
+    }) as typeof fetch;
+    const c = newClient(srv.url, ['longpoll', 'shortpoll'], { fetch: fetchCuttingLongPolls, upgradeInterval: 100 });
+    const transports: TransportEvent[] = [];
+    c.on('transport', (e) => transports.push(e));
+    const sub = c.newSubscription('fb:longcut');
+    const rec = record(sub);
+    c.connect();
+    await subscribed(sub);
+    await srv.publish('fb:longcut', { n: 1 });
+    await waitFor('short polling', () => c.transport === 'shortpoll' && c.state === 'connected');
+    await srv.publish('fb:longcut', { n: 2 });
+    await sub.publish({ n: 3 });
+    await waitFor('3 publications', () => rec.pubs.length >= 3);
+    expect(rec.ns).toEqual([1, 2, 3]);
+    expect(transports.map((t) => `${t.transport}:${t.reason}`)).toEqual(['longpoll:initial', 'shortpoll:fallback']);
+
+    // Upgrade probes try a long poll, which the proxy still cuts: the
+    // client stays on short polling, connected throughout.
+    const states: string[] = [];
+    c.on('state', (e) => states.push(e.newState));
+    // Each long-polling session before the fallback resumed with nothing lost.
+    expect(rec.subscribed.slice(1).every((e) => e.recovered)).toBe(true);
+    const subscribedBefore = rec.subscribed.length;
+    const cutBefore = proxy.cut;
+    await waitFor('two failed upgrade probes', () => proxy.cut >= cutBefore + 2);
+    expect(c.transport).toBe('shortpoll');
+    expect(states).toEqual([]);
+
+    proxy.cutting = false;
+    await waitFor('the upgrade to long polling', () => c.transport === 'longpoll' && c.state === 'connected' && sub.state === 'subscribed');
+    await srv.publish('fb:longcut', { n: 4 });
+    await sub.publish({ n: 5 });
+    await waitFor('5 publications', () => rec.pubs.length >= 5);
+    expect(rec.ns).toEqual([1, 2, 3, 4, 5]);
+    expect(transports.map((t) => `${t.transport}:${t.reason}`)).toEqual(['longpoll:initial', 'shortpoll:fallback', 'longpoll:upgrade']);
+    // Seamless: no reconnecting state, no new subscribed event.
+    expect(states).toEqual([]);
+    expect(rec.subscribed).toHaveLength(subscribedBefore);
+  });
+
   it('upgrades from long polling to SSE once a probe stream gets through, losing and repeating nothing', async () => {
     const state = { blocked: true, opened: 0 };
     const c = newClient(srv.url, ['sse', 'longpoll'], {

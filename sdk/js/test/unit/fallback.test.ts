@@ -125,6 +125,33 @@ describe('transport fallback', () => {
     expect(transports.map((t) => `${t.transport}:${t.reason}`)).toEqual(['websocket:initial', 'sse:fallback']);
   });
 
+  it('counts a session that connected without working as a failure, and forgets failures after one that worked', async () => {
+    const { c, transports } = client();
+    c.connect();
+    await tick(0);
+    /** Ends the current session for r and waits (in fake time) for the next one to connect. */
+    const endAndReconnect = async (r: { reason: string; transportFailure?: boolean }) => {
+      const n = net.sessions.length;
+      net.last.drop(r);
+      for (let ms = 0; ms < 5_000 && !(net.sessions.length > n && c.state === 'connected'); ms += 10) await tick(10);
+      expect(c.state).toBe('connected');
+    };
+    // Twice a session connects and its transport then fails at once (as a
+    // long poll cut by a proxy does); then one that worked ends plainly.
+    await endAndReconnect({ reason: 'cut', transportFailure: true });
+    await endAndReconnect({ reason: 'cut', transportFailure: true });
+    await endAndReconnect({ reason: 'network' });
+    expect(c.transport).toBe('websocket');
+    // Three in a row (websocket worked before) make the client fall back.
+    await endAndReconnect({ reason: 'cut', transportFailure: true });
+    await endAndReconnect({ reason: 'cut', transportFailure: true });
+    expect(c.transport).toBe('websocket');
+    await endAndReconnect({ reason: 'cut', transportFailure: true });
+    expect(c.transport).toBe('sse');
+    expect(net.opened).toEqual(['websocket', 'websocket', 'websocket', 'websocket', 'websocket', 'websocket', 'sse']);
+    expect(transports.map((t) => `${t.transport}:${t.reason}`)).toEqual(['websocket:initial', 'sse:fallback']);
+  });
+
   it('does not fall back when the server answered (no transport failure)', async () => {
     const { c } = client();
     c.connect();
