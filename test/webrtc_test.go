@@ -6,9 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -463,4 +467,249 @@ func TestWebRTCUnorderedHeraldRefused(t *testing.T) {
 		t.Fatalf("the server answered on an unordered herald channel: %s", r)
 	default:
 	}
+}
+
+// icePaths is an http.RoundTripper for a client's POST /webrtc that puts a
+// UDP relay of the test's between the client and each of the server's ICE
+// candidates: the offer goes without the client's candidates, so the
+// server only learns the relays' addresses from their checks, and the
+// answer's candidates are rewritten to the relays. Cutting the relays
+// breaks the peer connection as a crashed or unreachable server side
+// would, with no closing message, while the server itself runs on.
+type icePaths struct {
+	rt *http.Transport
+
+	mu     sync.Mutex
+	relays []*udpRelay
+}
+
+func newICEPaths(t *testing.T) *icePaths {
+	p := &icePaths{rt: &http.Transport{}}
+	t.Cleanup(func() {
+		p.rt.CloseIdleConnections()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, r := range p.relays {
+			r.close()
+		}
+	})
+	return p
+}
+
+func (p *icePaths) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !strings.HasSuffix(req.URL.Path, "/webrtc") {
+		return p.rt.RoundTrip(req)
+	}
+	var offer webrtc.SessionDescription
+	if err := json.NewDecoder(req.Body).Decode(&offer); err != nil {
+		return nil, err
+	}
+	_ = req.Body.Close()
+	offer.SDP = rewriteCandidates(offer.SDP, func(string) string { return "" })
+	body, _ := json.Marshal(offer)
+	out := req.Clone(req.Context())
+	out.Body, out.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	resp, err := p.rt.RoundTrip(out)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return resp, err
+	}
+	defer resp.Body.Close()
+	var answer webrtc.SessionDescription
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
+		return nil, err
+	}
+	// A relay knows every server candidate's address: the server also
+	// checks pairs from its other candidates, and those datagrams must not
+	// pass for the client's.
+	server := map[string]bool{}
+	relayed := func(line string) *net.UDPAddr {
+		f := strings.Fields(line)
+		if len(f) < 8 {
+			return nil
+		}
+		ip := net.ParseIP(f[4])
+		port, err := strconv.Atoi(f[5])
+		if !strings.EqualFold(f[2], "udp") || ip == nil || ip.To4() == nil || err != nil {
+			return nil
+		}
+		return &net.UDPAddr{IP: ip, Port: port}
+	}
+	rewriteCandidates(answer.SDP, func(line string) string {
+		if a := relayed(line); a != nil {
+			server[a.String()] = true
+		}
+		return line
+	})
+	var failed error
+	answer.SDP = rewriteCandidates(answer.SDP, func(line string) string {
+		a := relayed(line)
+		if a == nil {
+			return ""
+		}
+		r, err := newUDPRelay(a, server)
+		if err != nil {
+			failed = err
+			return ""
+		}
+		p.mu.Lock()
+		p.relays = append(p.relays, r)
+		p.mu.Unlock()
+		f := strings.Fields(line)
+		f[5] = strconv.Itoa(r.conn.LocalAddr().(*net.UDPAddr).Port)
+		return strings.Join(f, " ")
+	})
+	if failed != nil {
+		return nil, failed
+	}
+	body, _ = json.Marshal(answer)
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Del("Content-Length")
+	return resp, nil
+}
+
+// cut drops everything the relays made so far carry from now on, and
+// reports how many datagrams they had carried.
+func (p *icePaths) cut() (carried int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range p.relays {
+		r.cut.Store(true)
+		carried += r.carried.Load()
+	}
+	return carried
+}
+
+// uncut reports how many datagrams the relays made since the last cut
+// carried.
+func (p *icePaths) uncut() (carried int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range p.relays {
+		if !r.cut.Load() {
+			carried += r.carried.Load()
+		}
+	}
+	return carried
+}
+
+// rewriteCandidates replaces each "a=candidate:" line of sdp with what
+// rewrite returns, dropping the line when that is empty.
+func rewriteCandidates(sdp string, rewrite func(line string) string) string {
+	lines := strings.Split(sdp, "\r\n")
+	out := lines[:0]
+	for _, l := range lines {
+		if strings.HasPrefix(l, "a=candidate:") {
+			if l = rewrite(l); l == "" {
+				continue
+			}
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "\r\n")
+}
+
+// udpRelay forwards datagrams between one server address and whichever
+// client last sent to it.
+type udpRelay struct {
+	conn    *net.UDPConn
+	server  *net.UDPAddr
+	servers map[string]bool // every server candidate; read only
+	cut     atomic.Bool
+	carried atomic.Int64
+	done    chan struct{}
+}
+
+func newUDPRelay(server *net.UDPAddr, servers map[string]bool) (*udpRelay, error) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: server.IP})
+	if err != nil {
+		return nil, err
+	}
+	r := &udpRelay{conn: conn, server: server, servers: servers, done: make(chan struct{})}
+	go r.run()
+	return r, nil
+}
+
+func (r *udpRelay) run() {
+	defer close(r.done)
+	buf := make([]byte, 1<<16)
+	var client *net.UDPAddr
+	for {
+		n, from, err := r.conn.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		var to *net.UDPAddr
+		switch {
+		case r.cut.Load():
+		case from.String() == r.server.String():
+			to = client
+		case r.servers[from.String()]:
+			// The server checking a pair from another of its candidates.
+		default:
+			client, to = from, r.server
+		}
+		if to == nil {
+			continue
+		}
+		if _, err := r.conn.WriteToUDP(buf[:n], to); err == nil {
+			r.carried.Add(1)
+		}
+	}
+}
+
+func (r *udpRelay) close() {
+	_ = r.conn.Close()
+	<-r.done
+}
+
+// TestWebRTCResumeAfterServerSideBreaks: while publications stream to a Go
+// client over the server's data channel, the server's side of the peer
+// connection goes silent mid-stream. The client notices, opens a new peer
+// connection and resumes: recovered, nothing lost, nothing repeated, and
+// the live publications after the resume follow the recovered ones.
+func TestWebRTCResumeAfterServerSideBreaks(t *testing.T) {
+	base := startServer(t, nil)
+	paths := newICEPaths(t)
+	const channel = "resume:webrtc"
+	var reconnects atomic.Int32
+	r := newRecordingClient(t, base, client.WebRTC, channel, func(c *client.Config) {
+		c.HTTPClient = &http.Client{Transport: paths, Timeout: 10 * time.Second}
+		c.OnConnecting = func(client.ConnectingEvent) { reconnects.Add(1) }
+	})
+	// The client takes up to ten seconds to give up on a silent peer
+	// connection (its ICE timeouts); at this pace what it misses meanwhile
+	// stays well within the channel's history of 1000.
+	pub := startPublisher(func() string { return base }, channel, 20*time.Millisecond)
+	testkit.WaitFor(t, 20*time.Second, "50 publications before the break", func() bool { return len(r.seqs()) >= 50 })
+	before, received := reconnects.Load(), len(r.seqs())
+	if carried := paths.cut(); carried == 0 {
+		t.Fatal("the peer connection did not go through the test's relays: cutting them breaks nothing")
+	}
+	resumed := func() bool {
+		for _, e := range r.events() {
+			if e.subscribed && e.wasRecovering {
+				return true
+			}
+		}
+		return false
+	}
+	testkit.WaitFor(t, 40*time.Second, "the client to notice the break and resume", resumed)
+	if reconnects.Load() == before {
+		t.Fatal("resumed without reconnecting")
+	}
+	if paths.uncut() == 0 {
+		t.Fatal("the new peer connection bypassed the relays")
+	}
+	// Live publications follow the recovered ones.
+	after := pub.count() + 100
+	testkit.WaitFor(t, 20*time.Second, "100 more publications after the resume", func() bool { return pub.count() >= after })
+	n := pub.finish(t)
+	waitAll(t, map[string]*recordingClient{"webrtc": r}, n)
+	for _, e := range r.events() {
+		if e.subscribed && e.wasRecovering && !e.recovered {
+			t.Fatalf("resume not recovered: %+v", e)
+		}
+	}
+	t.Logf("%d publications, %d of them received before the break; every one received once, in order, the resume recovered", n, received)
 }
