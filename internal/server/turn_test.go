@@ -248,6 +248,9 @@ func TestTURNLoopbackPeerRefusedOutsideDev(t *testing.T) {
 			if granted := err == nil; granted != dev {
 				t.Fatalf("permission to 127.0.0.1 granted: %v (%v), want %v", granted, err, dev)
 			}
+			if err != nil && !strings.Contains(err.Error(), "403") {
+				t.Errorf("permission refused with %v, want TURN error 403 (Forbidden)", err)
+			}
 		})
 	}
 }
