@@ -3,9 +3,12 @@
 // Node ESM against a real server, and a TypeScript file typechecked against
 // the published declarations. The ESM build is not committed (only the
 // browser bundle the server embeds is): packing builds it, as publishing
-// would.
+// would. It packs a copy of the package's sources, so the working tree's
+// dist/ is left alone: the test command's check that the committed bundle
+// equals a fresh build runs after this file, and a Go build embedding
+// dist/ may run beside it.
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -37,7 +40,14 @@ let srv: HeraldServer;
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'herald-pack-'));
   project = join(dir, 'app');
-  const out = await run('npm', ['pack', '--json', '--pack-destination', dir, '--loglevel=error'], SDK);
+  const copy = join(dir, 'package');
+  mkdirSync(copy);
+  for (const f of ['package.json', 'README.md', 'build.mjs', 'tsconfig.json', 'tsconfig.build.json', 'src']) {
+    cpSync(join(SDK, f), join(copy, f), { recursive: true });
+  }
+  // The build's tools (esbuild, tsc) come from the SDK's own install.
+  symlinkSync(join(SDK, 'node_modules'), join(copy, 'node_modules'));
+  const out = await run('npm', ['pack', '--json', '--pack-destination', dir, '--loglevel=error'], copy);
   // prepack's build prints nothing on success; the JSON is what is left.
   packed = (JSON.parse(out.slice(out.indexOf('['))) as PackEntry[])[0]!;
   mkdirSync(project);
