@@ -2,6 +2,7 @@ package websocket
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -111,6 +112,11 @@ func newNBIO(cfg nbioConfig) *nbioLibrary {
 	}
 	u.BlockingModAsyncWrite = true
 	u.BlockingModReadBufferSize = blockingReadBuffer
+	// onMessage copies what it keeps, so nbio may reuse a message's buffer
+	// as soon as the handler returns: its buffers come from a pool in 1 KiB
+	// steps, and one kept per command would make every small pong a
+	// kilobyte of garbage.
+	u.ReleasePayload = true
 	u.OnMessage(l.onMessage)
 	u.OnClose(l.onClose)
 	u.SetCloseHandler(l.onPeerClose)
@@ -242,7 +248,7 @@ func (l *nbioLibrary) onMessage(wsc *nbws.Conn, mt nbws.MessageType, data []byte
 	}
 	switch mt {
 	case nbws.TextMessage:
-		s.ev.Text(data)
+		s.ev.Text(bytes.Clone(data))
 	case nbws.BinaryMessage:
 		s.ev.Binary()
 	}
