@@ -280,9 +280,9 @@ func (n *Node) localConnections(f ConnectionFilter) []ConnectionInfo {
 			s.mu.Unlock()
 			continue
 		}
-		channels := make([]string, 0, len(s.subs))
-		for ch := range s.subs {
-			channels = append(channels, ch)
+		channels := make([]string, 0, s.subs.len())
+		for sub := range s.subs.all() {
+			channels = append(channels, sub.channel)
 		}
 		s.mu.Unlock()
 		if f.Channel != "" && !slices.Contains(channels, f.Channel) {

@@ -64,11 +64,14 @@ type Session struct {
 
 	mu      sync.Mutex
 	state   sessionState
-	subs    map[string]*subscription
+	subs    subscriptionSet
 	out     outbox
 	closing *protocol.Disconnect
 	// pongDue is set when a ping is outstanding; any inbound frame clears it.
 	pongDue bool
+	// pingQueued: the next Drain starts with a ping. A ping is a flag, not
+	// a queued item, so an idle session's heartbeat needs no queue memory.
+	pingQueued bool
 	// beat is where the heartbeat is; timer fires at its next deadline. One
 	// timer serves the session's whole life, so an idle session costs one.
 	beat  heartbeat
@@ -114,7 +117,6 @@ func (n *Node) NewSession(t Transport, opts SessionOptions) (*Session, error) {
 		cred:             opts.Credentials,
 		bidi:             opts.Bidirectional,
 		preauthenticated: opts.Authenticated,
-		subs:             make(map[string]*subscription),
 		out:              outbox{maxBytes: n.cfg.MaxQueueBytes},
 		connectedAt:      time.Now(),
 	}
@@ -147,6 +149,10 @@ func (s *Session) clientInfo() protocol.ClientInfo {
 func (s *Session) Drain(dst []Item) ([]Item, *protocol.Disconnect) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.pingQueued {
+		s.pingQueued = false
+		dst = append(dst, Item{Kind: ItemFrame, Push: protocol.PushPing, Frame: protocol.PingFrame})
+	}
 	return s.out.drainTo(dst), s.closing
 }
 
@@ -187,7 +193,7 @@ func (s *Session) enqueueLocked(it Item) {
 	if s.closing != nil || s.state == stateFinished {
 		return
 	}
-	wasEmpty := s.out.len() == 0
+	wasEmpty := s.out.len() == 0 && !s.pingQueued
 	if !s.out.push(it) {
 		s.closeLocked(protocol.DisconnectSlowConsumer)
 		return
@@ -227,10 +233,10 @@ func (s *Session) Finish() {
 	}
 	s.state = stateFinished
 	subs := s.subs
-	for _, sub := range subs {
+	for sub := range subs.all() {
 		sub.removed = true
 	}
-	s.subs = make(map[string]*subscription)
+	s.subs = subscriptionSet{}
 	s.out.reset()
 	if s.timer != nil {
 		s.timer.Stop()
@@ -243,7 +249,7 @@ func (s *Session) Finish() {
 	// gone and its context with it.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for _, sub := range subs {
+	for sub := range subs.all() {
 		s.release(ctx, sub)
 	}
 	s.n.sessions.remove(s)
@@ -468,7 +474,7 @@ func (s *Session) credentials() Credentials {
 func (s *Session) authorizationFor(channel string) authorization {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sub := s.subs[channel]
+	sub := s.subs.get(channel)
 	return authorization{subscribed: sub != nil && sub.live}
 }
 
@@ -491,7 +497,15 @@ func (s *Session) onTimer() {
 		}
 	case beatIdle:
 		s.pongDue = true
-		s.enqueueLocked(Item{Kind: ItemFrame, Push: protocol.PushPing, Frame: protocol.PingFrame})
+		// The ping needs no queue memory, so an empty queue gives its ring
+		// back here, a ping interval after it was last used.
+		s.releaseIdleQueueLocked()
+		if s.closing == nil && !s.pingQueued {
+			s.pingQueued = true
+			if s.out.len() == 0 {
+				s.t.Wake()
+			}
+		}
 		s.beat = beatAwaitingPong
 		s.timer.Reset(s.n.cfg.PongTimeout)
 		present = s.presentChannelsLocked()
@@ -538,9 +552,9 @@ func (s *Session) RefreshPresence() {
 // presence. Caller must hold s.mu.
 func (s *Session) presentChannelsLocked() []string {
 	var present []string
-	for ch, sub := range s.subs {
+	for sub := range s.subs.all() {
 		if sub.presence && sub.live {
-			present = append(present, ch)
+			present = append(present, sub.channel)
 		}
 	}
 	return present

@@ -43,7 +43,7 @@ func (s *Session) signal(ctx context.Context, req protocol.SignalRequest) error 
 		return protocol.ErrMessageTooLarge.With("signal of %d bytes, the limit is %d", len(req.Data), s.n.cfg.MaxPublicationSize)
 	}
 	s.mu.Lock()
-	sub := s.subs[req.Channel]
+	sub := s.subs.get(req.Channel)
 	member := sub != nil && !sub.removed
 	s.mu.Unlock()
 	if !member {
@@ -78,7 +78,7 @@ func (n *Node) deliverSignal(client, channel string, frame json.RawMessage) bool
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if sub := s.subs[channel]; sub != nil && !sub.removed {
+	if sub := s.subs.get(channel); sub != nil && !sub.removed {
 		s.enqueueLocked(Item{Kind: ItemFrame, Push: protocol.PushSignal, Channel: channel, Frame: frame})
 	}
 	return true

@@ -190,14 +190,14 @@ func (s *Session) subscribe(ctx context.Context, origin subscribeOrigin, req pro
 	case s.state == stateFinished || s.closing != nil:
 		s.mu.Unlock()
 		return protocol.ErrNotAvailable.With("session closing")
-	case s.subs[req.Channel] != nil:
+	case s.subs.get(req.Channel) != nil:
 		s.mu.Unlock()
 		return protocol.ErrAlreadySubscribed.With("%q", req.Channel)
-	case len(s.subs) >= s.n.cfg.MaxChannelsPerSession:
+	case s.subs.len() >= s.n.cfg.MaxChannelsPerSession:
 		s.mu.Unlock()
 		return protocol.ErrLimitExceeded.With("at most %d subscriptions per connection", s.n.cfg.MaxChannelsPerSession)
 	}
-	s.subs[req.Channel] = sub
+	s.subs.put(sub)
 	s.mu.Unlock()
 
 	// Subscribe the node first so every publication after this point is
@@ -245,7 +245,7 @@ func (s *Session) subscribe(ctx context.Context, origin subscribeOrigin, req pro
 		}
 	}
 	s.mu.Lock()
-	if s.subs[req.Channel] != sub {
+	if s.subs.get(req.Channel) != sub {
 		// Finished or unsubscribed while we read history; their release
 		// may have run before the presence add above, so undo it here.
 		s.mu.Unlock()
@@ -311,8 +311,8 @@ func recoverable(since *protocol.StreamPosition, hist engine.HistoryResult) ([]*
 
 func (s *Session) dropSubscription(sub *subscription) {
 	s.mu.Lock()
-	if s.subs[sub.channel] == sub {
-		delete(s.subs, sub.channel)
+	if s.subs.get(sub.channel) == sub {
+		s.subs.remove(sub.channel)
 		sub.removed = true
 	}
 	s.mu.Unlock()
@@ -321,9 +321,9 @@ func (s *Session) dropSubscription(sub *subscription) {
 // Unsubscribe ends the session's subscription to channel.
 func (s *Session) Unsubscribe(ctx context.Context, channel string) error {
 	s.mu.Lock()
-	sub := s.subs[channel]
+	sub := s.subs.get(channel)
 	if sub != nil {
-		delete(s.subs, channel)
+		s.subs.remove(channel)
 		sub.removed = true
 	}
 	s.mu.Unlock()
