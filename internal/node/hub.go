@@ -54,11 +54,67 @@ type hubShard struct {
 	channels map[string]*channelSubscribers
 }
 
-// channelSubscribers keeps a slice for fast fan-out and an index for O(1)
-// removal.
+// channelSubscribers keeps a slice for fast fan-out and, once the channel
+// has more than smallChannel local subscribers, an index for O(1) removal.
+// Below that a scan of the slice is as fast, and a channel with one
+// subscriber (the common case when clients spread over many channels) does
+// not carry a map of about 250 bytes.
 type channelSubscribers struct {
 	list  []subscriber
 	index map[subscriber]int
+}
+
+const smallChannel = 16
+
+// find is s's position in the list, or -1.
+func (cs *channelSubscribers) find(s subscriber) int {
+	if cs.index != nil {
+		if at, ok := cs.index[s]; ok {
+			return at
+		}
+		return -1
+	}
+	for i, x := range cs.list {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+func (cs *channelSubscribers) add(s subscriber) {
+	if cs.find(s) >= 0 {
+		return
+	}
+	cs.list = append(cs.list, s)
+	switch {
+	case cs.index != nil:
+		cs.index[s] = len(cs.list) - 1
+	case len(cs.list) > smallChannel:
+		cs.index = make(map[subscriber]int, len(cs.list))
+		for i, x := range cs.list {
+			cs.index[x] = i
+		}
+	}
+}
+
+// remove takes s out of the list and reports whether it was there.
+func (cs *channelSubscribers) remove(s subscriber) bool {
+	at := cs.find(s)
+	if at < 0 {
+		return false
+	}
+	last := len(cs.list) - 1
+	cs.list[at] = cs.list[last]
+	cs.list[last] = nil
+	cs.list = cs.list[:last]
+	if cs.index != nil {
+		if at < last {
+			cs.index[cs.list[at]] = at
+		}
+		delete(cs.index, s)
+	}
+	return true
 }
 
 func newHub(e channelSubscriber, log *slog.Logger) *hub {
@@ -84,13 +140,10 @@ func (h *hub) add(ctx context.Context, channel string, s subscriber) error {
 	sh.mu.Lock()
 	cs, ok := sh.channels[channel]
 	if !ok {
-		cs = &channelSubscribers{index: make(map[subscriber]int)}
+		cs = &channelSubscribers{}
 		sh.channels[channel] = cs
 	}
-	if _, dup := cs.index[s]; !dup {
-		cs.index[s] = len(cs.list)
-		cs.list = append(cs.list, s)
-	}
+	cs.add(s)
 	sh.mu.Unlock()
 	if ok {
 		return nil
@@ -118,17 +171,10 @@ func (h *hub) remove(ctx context.Context, channel string, s subscriber) error {
 		sh.mu.Unlock()
 		return nil
 	}
-	at, ok := cs.index[s]
-	if !ok {
+	if !cs.remove(s) {
 		sh.mu.Unlock()
 		return nil
 	}
-	last := len(cs.list) - 1
-	cs.list[at] = cs.list[last]
-	cs.index[cs.list[at]] = at
-	cs.list[last] = nil
-	cs.list = cs.list[:last]
-	delete(cs.index, s)
 	empty := len(cs.list) == 0
 	if empty {
 		delete(sh.channels, channel)
