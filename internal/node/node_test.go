@@ -493,8 +493,8 @@ func BenchmarkHubFanout10k(b *testing.B) {
 		}
 	}
 	drainAll()
-	epoch := sessions[0].subs["fan"].epoch
-	offset := sessions[0].subs["fan"].offset
+	epoch := sessions[0].subs.get("fan").epoch
+	offset := sessions[0].subs.get("fan").offset
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -662,7 +662,7 @@ func TestFanoutAllocatesNothingPerSubscriber(t *testing.T) {
 		}
 		sessions[i] = s
 	}
-	sub := sessions[0].subs["alloc"]
+	sub := sessions[0].subs.get("alloc")
 	pub := &protocol.Publication{Channel: "alloc", Data: json.RawMessage(`{"v":1}`), Offset: sub.offset}
 	var sink []Item
 	publishAndDrain := func() {
@@ -702,6 +702,39 @@ func TestIdleSessionReleasesQueue(t *testing.T) {
 	})
 	if d := p.disconnect(); d != nil {
 		t.Fatalf("disconnected before the ring was released: %+v", d)
+	}
+}
+
+// The heartbeat of an idle session holds no queue memory: the ping is not a
+// queued item, and the ring the connect and subscribe replies used is given
+// back when the ping goes out, not a pong timeout later.
+func TestPingNeedsNoQueue(t *testing.T) {
+	n := newTestNode(t, Config{PingInterval: 300 * time.Millisecond, PongTimeout: 250 * time.Millisecond})
+	p := openSession(t, n, SessionOptions{Bidirectional: true})
+	ctx := context.Background()
+	p.s.HandleFrame(ctx, command(1, "connect", nil))
+	p.s.HandleFrame(ctx, command(2, "subscribe", map[string]any{"channel": "idle"}))
+	pings := func() int {
+		count := 0
+		for _, it := range p.items() {
+			if it.Push == protocol.PushPing {
+				count++
+			}
+		}
+		return count
+	}
+	for round := 1; round <= 2; round++ {
+		testkit.WaitFor(t, 10*time.Second, fmt.Sprintf("ping %d", round), func() bool { return pings() == round })
+		p.s.mu.Lock()
+		held := p.s.out.items != nil
+		p.s.mu.Unlock()
+		if held {
+			t.Fatalf("ping %d: the session holds a queue ring while idle", round)
+		}
+		p.s.HandleFrame(ctx, []byte(`{"method":"pong"}`))
+	}
+	if d := p.disconnect(); d != nil {
+		t.Fatalf("disconnected: %+v", d)
 	}
 }
 
