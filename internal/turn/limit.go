@@ -1,6 +1,7 @@
 package turn
 
 import (
+	"context"
 	"net"
 	"sync"
 	"time"
@@ -52,9 +53,10 @@ func (u *userLimits) release(user string) {
 	}
 }
 
-// limitedRelay makes UDP relay sockets whose traffic counts against their
-// user's bucket, and gives a user's reserved allocation slot back when the
-// relay socket cannot be made.
+// limitedRelay makes relay sockets whose traffic counts against their
+// user's bucket: UDP sockets, and the TCP connections of RFC 6062
+// allocations, accepted from peers or dialled to them. It also gives a
+// user's reserved allocation slot back when the relay cannot be made.
 type limitedRelay struct {
 	*pionturn.RelayAddressGeneratorStatic
 	limits *userLimits // nil: no limit
@@ -78,8 +80,93 @@ func (r *limitedRelay) AllocateListener(conf pionturn.AllocateListenerConfig) (n
 	ln, addr, err := r.RelayAddressGeneratorStatic.AllocateListener(conf)
 	if err != nil {
 		r.quota.failed(conf.UserID)
+		return ln, addr, err
 	}
-	return ln, addr, err
+	if r.limits == nil {
+		return ln, addr, nil
+	}
+	return &limitedListener{Listener: ln, limits: r.limits, user: conf.UserID}, addr, nil
+}
+
+func (r *limitedRelay) AllocateConn(conf pionturn.AllocateConnConfig) (net.Conn, error) {
+	conn, err := r.RelayAddressGeneratorStatic.AllocateConn(conf)
+	if err != nil || r.limits == nil {
+		return conn, err
+	}
+	return newLimitedStream(conn, r.limits, conf.UserID), nil
+}
+
+// limitedListener accepts peers' connections to a TCP allocation, each
+// paced by its user's bucket.
+type limitedListener struct {
+	net.Listener
+	limits *userLimits
+	user   string
+}
+
+func (l *limitedListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return conn, err
+	}
+	return newLimitedStream(conn, l.limits, l.user), nil
+}
+
+// limitedStream paces a relayed TCP connection to its user's bucket. A
+// stream cannot lose bytes as datagrams may, so it waits for the budget
+// instead, and TCP's flow control slows the sender down.
+type limitedStream struct {
+	net.Conn
+	limiter *rate.Limiter
+	// ctx ends on Close, so that no read or write stays waiting for a
+	// budget on a closed connection.
+	ctx    context.Context
+	cancel context.CancelFunc
+	once   sync.Once
+	limits *userLimits
+	user   string
+}
+
+func newLimitedStream(conn net.Conn, limits *userLimits, user string) *limitedStream {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &limitedStream{Conn: conn, limiter: limits.acquire(user), ctx: ctx, cancel: cancel, limits: limits, user: user}
+}
+
+func (c *limitedStream) Read(p []byte) (int, error) {
+	// No more than one bucket at a time, or the wait could never be met.
+	p = p[:min(len(p), c.limiter.Burst())]
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		if werr := c.limiter.WaitN(c.ctx, n); werr != nil && err == nil {
+			err = net.ErrClosed
+		}
+	}
+	return n, err
+}
+
+func (c *limitedStream) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		chunk := p[:min(len(p), c.limiter.Burst())]
+		if err := c.limiter.WaitN(c.ctx, len(chunk)); err != nil {
+			return written, net.ErrClosed
+		}
+		n, err := c.Conn.Write(chunk)
+		written += n
+		if err != nil {
+			return written, err
+		}
+		p = p[n:]
+	}
+	return written, nil
+}
+
+func (c *limitedStream) Close() error {
+	c.once.Do(func() {
+		c.cancel()
+		c.limits.release(c.user)
+	})
+	return c.Conn.Close()
 }
 
 // limitedConn drops packets over the budget instead of waiting: a relay

@@ -208,3 +208,73 @@ func TestUserBitrateIsPerUser(t *testing.T) {
 		t.Errorf("bob's relay carried %d of the %d bytes he sent within his budget", got, bobSent)
 	}
 }
+
+// TestUserBitrateTCP: the connections of a TCP allocation (RFC 6062) count
+// against their user's budget too, both ways. A stream cannot lose bytes as
+// datagrams do, so the relay paces it instead: what reaches the other end
+// within the window is what the budget allows, and the rest waits in the
+// sender's socket buffers.
+func TestUserBitrateTCP(t *testing.T) {
+	for _, toPeer := range []bool{true, false} {
+		t.Run(map[bool]string{true: "user to peer", false: "peer to user"}[toPeer], func(t *testing.T) {
+			user, peer := tcpRelay(t)
+			from, to := user, peer
+			if !toPeer {
+				from, to = peer, user
+			}
+			began := time.Now()
+			got := make(chan int, 1)
+			go func() {
+				n, buf := 0, make([]byte, 32<<10)
+				_ = to.SetReadDeadline(began.Add(window))
+				for {
+					k, err := to.Read(buf)
+					n += k
+					if err != nil {
+						got <- n
+						return
+					}
+				}
+			}()
+			_, took := flow(t, 4*budget, func(b []byte) error { _, err := from.Write(b); return err })
+			capped(t, "a TCP relay", <-got, min(took, window))
+		})
+	}
+}
+
+// tcpRelay makes a TCP allocation for alice and connects it to a peer,
+// returning both ends.
+func tcpRelay(t *testing.T) (user, peer net.Conn) {
+	t.Helper()
+	s := start(t, Config{AllowedPeers: loopback, UserBitrate: budget})
+	cred := credentials(t, s, "alice")
+	c := dial(t, s, cred.Username, cred.Credential, "tcp", nil)
+	alloc, err := c.AllocateTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = alloc.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if conn, err := ln.Accept(); err == nil {
+			accepted <- conn
+		}
+		close(accepted)
+	}()
+	user, err = alloc.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = user.Close() })
+	peer, ok := <-accepted
+	if !ok {
+		t.Fatal("the relay's connection to the peer was not accepted")
+	}
+	t.Cleanup(func() { _ = peer.Close() })
+	return user, peer
+}

@@ -48,8 +48,9 @@ type Config struct {
 	// MaxAllocationsPerUser bounds one user's relay allocations (0: no limit).
 	MaxAllocationsPerUser int
 	// UserBitrate bounds the bytes per second one user's allocations relay,
-	// both directions together; packets beyond it are dropped, as a
-	// congested network would (0: no limit).
+	// both directions together; UDP packets beyond it are dropped, as a
+	// congested network would, and the connections of TCP allocations
+	// (RFC 6062) are slowed down to it (0: no limit).
 	UserBitrate int
 	// Logger receives the server's warnings; nil discards them.
 	Logger *slog.Logger
