@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/heraldrt/herald/internal/gctune"
 	"github.com/heraldrt/herald/internal/server"
 	"github.com/heraldrt/herald/internal/transport/websocket"
 )
@@ -46,6 +47,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return exitError
+	}
+	// The GC percent is process-wide, so the process tunes it, not the
+	// server (tests run many servers in one process).
+	if cfg.GCTuning {
+		if tuner := gctune.New(gctune.Config{}); tuner != nil {
+			tuneCtx, stopTuning := context.WithCancel(ctx)
+			defer stopTuning()
+			go tuner.Run(tuneCtx)
+		}
 	}
 	if err := srv.Run(ctx); err != nil {
 		log.Error("server failed", "err", err)
