@@ -1,5 +1,6 @@
 // The browser goes offline: the page's client says so, stops trying to
-// reach the server (no request on any transport's path while offline),
+// reach the server (no request while offline: not on a transport's path,
+// not for a fresh token),
 // and reconnects at once when the browser is back online, resuming what
 // it missed.
 import type { Browser, Page } from 'playwright-core';
@@ -63,14 +64,18 @@ describe('offline in the browser', () => {
       await say(alice, 'before going offline');
       await message(bob, 'alice', 'before going offline').waitFor({ timeout: 20_000 });
 
-      // Every attempt to reach a transport's endpoint, and whether the
-      // client already knew it was offline when it was made.
+      // Every request the page makes to the server once the client knows
+      // it is offline (a transport's endpoint, or the token a reconnect
+      // fetches first: none should be tried), and the transports' requests
+      // once it is back online.
       let offline = false;
       const whileOffline: string[] = [];
       const afterOnline: string[] = [];
       const onRequest = (url: string) => {
-        if (!TRANSPORT_PATH.test(new URL(url).pathname)) return;
-        (offline ? whileOffline : afterOnline).push(url);
+        const u = new URL(url);
+        if (u.host !== new URL(server.url).host) return;
+        if (offline) whileOffline.push(u.pathname);
+        else if (TRANSPORT_PATH.test(u.pathname)) afterOnline.push(u.pathname);
       };
       alice.on('request', (r) => onRequest(r.url()));
       alice.on('websocket', (ws) => onRequest(ws.url()));
