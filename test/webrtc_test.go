@@ -432,6 +432,25 @@ func TestWebRTCUnorderedHeraldRefused(t *testing.T) {
 	dc.OnMessage(func(m webrtc.DataChannelMessage) { replies <- string(m.Data) })
 	dc.OnClose(func() { once.Do(func() { close(ended) }) })
 
+	offerToServer(t, base, pc)
+	select {
+	case <-ended:
+	case r := <-replies:
+		t.Fatalf("the server answered on an unordered herald channel: %s", r)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the server kept the peer connection (%s, channel %s)", pc.ConnectionState(), dc.ReadyState())
+	}
+	select {
+	case r := <-replies:
+		t.Fatalf("the server answered on an unordered herald channel: %s", r)
+	default:
+	}
+}
+
+// offerToServer posts pc's offer, its candidates gathered, to the
+// server's POST /webrtc and applies the answer.
+func offerToServer(t *testing.T, base string, pc *webrtc.PeerConnection) {
+	t.Helper()
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -455,17 +474,65 @@ func TestWebRTCUnorderedHeraldRefused(t *testing.T) {
 	if err := pc.SetRemoteDescription(answer); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-ended:
-	case r := <-replies:
-		t.Fatalf("the server answered on an unordered herald channel: %s", r)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the server kept the peer connection (%s, channel %s)", pc.ConnectionState(), dc.ReadyState())
+}
+
+// A peer connection gets one channel of each label: a second "herald" or
+// "herald-latest" is closed, as other labels are, and the first "herald"
+// carries the session.
+func TestWebRTCDuplicateChannelsClosed(t *testing.T) {
+	base := startServer(t, nil)
+	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	unordered, none := false, uint16(0)
+	latest := &webrtc.DataChannelInit{Ordered: &unordered, MaxRetransmits: &none}
+	var channels []*webrtc.DataChannel
+	for _, c := range []struct {
+		label string
+		init  *webrtc.DataChannelInit
+	}{{"herald", nil}, {"herald-latest", latest}, {"herald", nil}, {"herald-latest", latest}, {"other", nil}} {
+		dc, err := pc.CreateDataChannel(c.label, c.init)
+		if err != nil {
+			t.Fatal(err)
+		}
+		channels = append(channels, dc)
+	}
+	closed := make([]chan struct{}, len(channels))
+	for i, dc := range channels {
+		closed[i] = make(chan struct{})
+		dc.OnClose(func() { close(closed[i]) })
+	}
+	replies := make(chan string, 1)
+	session := channels[0]
+	session.OnOpen(func() { _ = session.SendText(`{"id":1,"method":"connect","params":{}}`) })
+	session.OnMessage(func(m webrtc.DataChannelMessage) {
+		select {
+		case replies <- string(m.Data):
+		default:
+		}
+	})
+	offerToServer(t, base, pc)
+	for _, i := range []int{2, 3, 4} {
+		select {
+		case <-closed[i]:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("channel %d (%q) stayed %s", i, channels[i].Label(), channels[i].ReadyState())
+		}
 	}
 	select {
 	case r := <-replies:
-		t.Fatalf("the server answered on an unordered herald channel: %s", r)
-	default:
+		if !strings.Contains(r, `"id":1`) || !strings.Contains(r, `"client"`) {
+			t.Fatalf("connect reply %s", r)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no connect reply on the first herald channel")
+	}
+	for _, i := range []int{0, 1} {
+		if st := channels[i].ReadyState(); st != webrtc.DataChannelStateOpen {
+			t.Errorf("channel %d (%q) is %s, want open", i, channels[i].Label(), st)
+		}
 	}
 }
 

@@ -27,8 +27,8 @@ type peer struct {
 	// opens or the peer closes; handshake ends the peer when it is too slow.
 	handshaking bool
 	handshake   *time.Timer
-	sock        *socket // set when "herald" opens
-	latest      *pion.DataChannel
+	sock        *socket           // set when "herald" opens
+	latest      *pion.DataChannel // the first "herald-latest"; used once open
 	closed      bool
 }
 
@@ -81,8 +81,10 @@ func (p *peer) answer(ctx context.Context, offer string) (string, error) {
 
 // onDataChannel accepts the client's channels: "herald" carries the
 // session, "herald-latest" its latest-only publications. Anything else is
-// closed. Pion runs it before the channel's first message can arrive, so
-// the handlers it sets miss none.
+// closed, and so is a second channel of either label: each open channel
+// holds buffers, and a peer connection may carry thousands. Pion runs it
+// before the channel's first message can arrive, so the handlers it sets
+// miss none.
 func (p *peer) onDataChannel(dc *pion.DataChannel) {
 	switch dc.Label() {
 	case LabelReliable:
@@ -92,11 +94,15 @@ func (p *peer) onDataChannel(dc *pion.DataChannel) {
 		}
 		p.start(dc)
 	case LabelLatest:
-		dc.OnOpen(func() {
-			p.mu.Lock()
+		p.mu.Lock()
+		first := p.latest == nil
+		if first {
 			p.latest = dc
-			p.mu.Unlock()
-		})
+		}
+		p.mu.Unlock()
+		if !first {
+			_ = dc.Close()
+		}
 	default:
 		_ = dc.Close()
 	}
@@ -109,6 +115,7 @@ func (p *peer) start(dc *pion.DataChannel) {
 	p.mu.Lock()
 	if p.closed || p.sock != nil {
 		p.mu.Unlock()
+		_ = dc.Close()
 		return
 	}
 	p.endHandshakeLocked()
