@@ -5,6 +5,7 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HeraldServer } from '../helpers/server.js';
+import { waitForAsync } from '../helpers/wait.js';
 import { DESKTOP, PHONE, launch, pageErrors, pageWait, screenshot } from './browser.js';
 
 let server: HeraldServer;
@@ -65,11 +66,7 @@ describe('ticker demo through a server restart', () => {
       // The restarted server publishes ticks the page cannot see yet: they
       // can reach it only through recovery.
       const latest = async () => (await server.api<{ offset: number }>('history', { channel: 'demo:ticker', limit: 1 })).offset;
-      const deadline = Date.now() + 10_000;
-      while ((await latest()) < before.lastOffset + 3) {
-        if (Date.now() > deadline) throw new Error(`the restarted server published no 3 ticks after offset ${before.lastOffset} within 10 s`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await waitForAsync(`3 ticks after offset ${before.lastOffset} from the restarted server`, async () => (await latest()) >= before.lastOffset + 3);
       const missedUpTo = await latest();
       expect((await stats()).lastOffset).toBe(before.lastOffset);
       net.blocked = false;

@@ -12,6 +12,16 @@ export async function waitFor(what: string, cond: () => boolean, timeout = 10_00
   }
 }
 
+/** waitFor for a condition that must ask something asynchronously, such as the server API. */
+export async function waitForAsync(what: string, cond: () => Promise<boolean>, timeout = 10_000): Promise<void> {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** Resolves with the first event that passes check, failing after timeout ms. */
 export function nextEvent<E>(
   on: (listener: (e: E) => void) => void,
