@@ -152,7 +152,11 @@ func (s *Server) startTURN() error {
 		return nil
 	}
 	s.turn.Store(t)
-	s.log.Info("turn listening", "addr", net.JoinHostPort(hostOf(c.Addr), fmt.Sprint(t.Port())), "udp", true, "tcp", true)
+	attrs := []any{"addr", net.JoinHostPort(hostOf(c.Addr), fmt.Sprint(t.Port())), "udp", true, "tcp", true}
+	if t.TLSPort() != 0 {
+		attrs = append(attrs, "tls_addr", net.JoinHostPort(hostOf(c.TLSAddr), fmt.Sprint(t.TLSPort())))
+	}
+	s.log.Info("turn listening", attrs...)
 	return nil
 }
 

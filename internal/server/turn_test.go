@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"net"
 	"regexp"
@@ -93,6 +94,13 @@ func stunBinding(t *testing.T, network, addr string) {
 		t.Fatalf("%s %s: %v", network, addr, err)
 	}
 	defer conn.Close()
+	stunExchange(t, conn, network)
+}
+
+// stunExchange sends a STUN binding request on conn and fails the test
+// unless a binding success answers it.
+func stunExchange(t *testing.T, conn net.Conn, over string) {
+	t.Helper()
 	if _, err := conn.Write(stun.MustBuild(stun.TransactionID, stun.BindingRequest).Raw); err != nil {
 		t.Fatal(err)
 	}
@@ -100,11 +108,11 @@ func stunBinding(t *testing.T, network, addr string) {
 	buf := make([]byte, 1500)
 	n, err := conn.Read(buf)
 	if err != nil {
-		t.Fatalf("no STUN answer over %s: %v", network, err)
+		t.Fatalf("no STUN answer over %s: %v", over, err)
 	}
 	answer := &stun.Message{Raw: buf[:n]}
 	if err := answer.Decode(); err != nil || answer.Type != stun.BindingSuccess {
-		t.Fatalf("STUN answer over %s: %v, %v", network, answer, err)
+		t.Fatalf("STUN answer over %s: %v, %v", over, answer, err)
 	}
 }
 
@@ -253,4 +261,35 @@ func TestTURNLoopbackPeerRefusedOutsideDev(t *testing.T) {
 			}
 		})
 	}
+}
+
+// With tls.cert_file and turn.tls_addr, the TURN server also speaks TLS
+// with the server's certificate, and credentials offer it as "turns:" on
+// the port it got.
+func TestTURNOverTLS(t *testing.T) {
+	cert, key, roots := selfSignedCert(t)
+	cfg := testConfig()
+	cfg.TLS.CertFile, cfg.TLS.KeyFile = cert, key
+	cfg.TURN.Enabled = turnOn
+	cfg.TURN.TLSAddr = "127.0.0.1:0"
+	r := start(t, cfg)
+	res, err := r.srv.iceServers("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addr string
+	for _, u := range res.ICEServers[0].URLs {
+		if rest, ok := strings.CutPrefix(u, "turns:"); ok {
+			addr = strings.TrimSuffix(rest, "?transport=tcp")
+		}
+	}
+	if host, port, err := net.SplitHostPort(addr); err != nil || host != "127.0.0.1" || port == "0" {
+		t.Fatalf("urls %v: want turns:127.0.0.1:<port>?transport=tcp", res.ICEServers[0].URLs)
+	}
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatalf("TLS to %s with the server's certificate: %v", addr, err)
+	}
+	defer conn.Close()
+	stunExchange(t, conn, "tls")
 }
