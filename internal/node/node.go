@@ -48,8 +48,8 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// MaxQueueBytes bounds a session's outbound queue (1 MiB); a session that
 	// exceeds it is disconnected as a slow consumer. A resume whose missed
-	// publications exceed half of it is answered recovered=false, and it also
-	// bounds the bytes of one poll response.
+	// publications exceed half of it is served from history page by page as
+	// the client reads; it also bounds the bytes of one poll response.
 	MaxQueueBytes int
 	// MaxChannelsPerSession bounds subscriptions per session and channels per
 	// SSE stream or poll (128).

@@ -512,19 +512,79 @@ func BenchmarkHubFanout10k(b *testing.B) {
 	b.ReportMetric(float64(b.N*subscribers)/b.Elapsed().Seconds(), "deliveries/s")
 }
 
-// A resume whose backlog cannot fit the queue must not loop through
-// slow-consumer disconnects: it is answered recovered=false instead.
-func TestResumeLargerThanQueueIsNotRecovered(t *testing.T) {
-	n := newTestNode(t, Config{MaxQueueBytes: 64 << 10})
-	first := publish(t, n, "big", 0)
-	big := json.RawMessage(`{"blob":"` + strings.Repeat("x", 8<<10) + `"}`)
-	for range 20 {
-		if _, err := n.Publish(context.Background(), protocol.PublishRequest{Channel: "big", Data: big}); err != nil {
+// A resume whose backlog is many times the queue (as after a slow-consumer
+// disconnect) recovers all of it, page by page as the client reads, while
+// publishers go on: every offset arrives once, in order, then live ones, and
+// the queue never overflows.
+func TestResumeLargerThanQueueIsPaged(t *testing.T) {
+	big := DevNamespace("big")
+	big.HistorySize = 5000
+	n := newTestNode(t, Config{MaxQueueBytes: 64 << 10, Dev: true, Namespaces: []NamespaceOptions{big}})
+	ctx := context.Background()
+	const ch = "big:backlog"
+	first := publish(t, n, ch, 0)
+	blob := json.RawMessage(`{"blob":"` + strings.Repeat("x", 1<<10) + `"}`)
+	// 1,200 KiB of backlog: about twenty queues, and more than two pages.
+	for range 1200 {
+		if _, err := n.Publish(ctx, protocol.PublishRequest{Channel: ch, Data: blob}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	p := openSession(t, n, SessionOptions{})
-	if err := p.s.SubscribeStream(context.Background(), []string{"big"}, []protocol.StreamPosition{{Epoch: first.Epoch, Offset: first.Offset}}, nil); err != nil {
+	if err := p.s.SubscribeStream(ctx, []string{ch}, []protocol.StreamPosition{{Epoch: first.Epoch, Offset: first.Offset}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var top protocol.PublishResult
+	for range 300 {
+		res, err := n.Publish(ctx, protocol.PublishRequest{Channel: ch, Data: blob})
+		if err != nil {
+			t.Fatal(err)
+		}
+		top = res
+	}
+	testkit.WaitFor(t, 20*time.Second, "every publication", func() bool {
+		offs := publicationOffsets(p.items(), ch)
+		return p.disconnect() != nil || len(offs) > 0 && offs[len(offs)-1] >= top.Offset
+	})
+	if d := p.disconnect(); d != nil {
+		t.Fatalf("disconnected while catching up: %+v", d)
+	}
+	var sp SubscribedPush
+	if err := json.Unmarshal(p.items()[0].Frame, &sp); err != nil {
+		t.Fatal(err)
+	}
+	if !sp.Recovered || !sp.WasRecovering {
+		t.Fatalf("subscribed %+v, want recovered", sp)
+	}
+	offs := publicationOffsets(p.items(), ch)
+	for i, off := range offs {
+		if off != first.Offset+1+uint64(i) {
+			t.Fatalf("offset %d at %d: lost or repeated (%d received, newest %d)", off, i, len(offs), top.Offset)
+		}
+	}
+	live := publish(t, n, ch, -1)
+	testkit.WaitFor(t, 10*time.Second, "a live publication after the catch-up", func() bool {
+		offs := publicationOffsets(p.items(), ch)
+		return offs[len(offs)-1] == live.Offset
+	})
+	p.s.mu.Lock()
+	catching := p.s.catchingUp
+	p.s.mu.Unlock()
+	if catching != 0 {
+		t.Fatalf("%d subscriptions still catching up after the live publication", catching)
+	}
+}
+
+// A backlog over MaxRecoveredPublications is not replayed: the client is
+// told recovered=false and goes on live.
+func TestResumeBeyondMaxRecoveredIsNotRecovered(t *testing.T) {
+	n := newTestNode(t, Config{MaxRecoveredPublications: 10})
+	first := publish(t, n, "far", 0)
+	for i := range 11 {
+		publish(t, n, "far", i+1)
+	}
+	p := openSession(t, n, SessionOptions{})
+	if err := p.s.SubscribeStream(context.Background(), []string{"far"}, []protocol.StreamPosition{{Epoch: first.Epoch, Offset: first.Offset}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, 10*time.Second, "subscribed", func() bool { return len(p.items()) > 0 })
@@ -535,6 +595,11 @@ func TestResumeLargerThanQueueIsNotRecovered(t *testing.T) {
 	if sp.Recovered || !sp.WasRecovering || p.disconnect() != nil {
 		t.Fatalf("subscribed %+v, disconnect %+v; want recovered=false and no disconnect", sp, p.disconnect())
 	}
+	live := publish(t, n, "far", -1)
+	testkit.WaitFor(t, 10*time.Second, "the live publication", func() bool {
+		offs := publicationOffsets(p.items(), "far")
+		return len(offs) == 1 && offs[0] == live.Offset
+	})
 }
 
 func TestPollResponseIsBoundedInBytes(t *testing.T) {

@@ -69,6 +69,9 @@ type Session struct {
 	closing *protocol.Disconnect
 	// pongDue is set when a ping is outstanding; any inbound frame clears it.
 	pongDue bool
+	// catchingUp counts subscriptions reading a backlog from history, for
+	// which each Drain fetches the next page.
+	catchingUp int
 	// pingQueued: the next Drain starts with a ping. A ping is a flag, not
 	// a queued item, so an idle session's heartbeat needs no queue memory.
 	pingQueued bool
@@ -153,7 +156,11 @@ func (s *Session) Drain(dst []Item) ([]Item, *protocol.Disconnect) {
 		s.pingQueued = false
 		dst = append(dst, Item{Kind: ItemFrame, Push: protocol.PushPing, Frame: protocol.PingFrame})
 	}
-	return s.out.drainTo(dst), s.closing
+	dst = s.out.drainTo(dst)
+	if s.catchingUp > 0 && s.closing == nil {
+		s.fetchPagesLocked()
+	}
+	return dst, s.closing
 }
 
 // Closing returns the disconnect the session is waiting to perform, if any,
@@ -235,7 +242,9 @@ func (s *Session) Finish() {
 	subs := s.subs
 	for sub := range subs.all() {
 		sub.removed = true
+		sub.catchUp = false
 	}
+	s.catchingUp = 0
 	s.subs = subscriptionSet{}
 	s.out.reset()
 	if s.timer != nil {

@@ -14,7 +14,8 @@ import (
 // A subscription starts buffering live publications (live false) while its
 // history is read, then replays history and the buffer, dropping offsets
 // already delivered. Once live, it accepts only the next offset: anything
-// else means the stream broke, and the session is told to resume.
+// else means the stream broke, and the session is told to resume. A backlog
+// too big to queue at once is served page by page first (catchup.go).
 type subscription struct {
 	s       *Session
 	channel string
@@ -30,6 +31,11 @@ type subscription struct {
 	epoch   string
 	offset  uint64
 	buffer  []bufferedPublication
+	// catchUp: the subscription is reading its backlog from history;
+	// fetching: a page read is in flight; liveTop: the newest offset
+	// delivered live meanwhile.
+	catchUp, fetching bool
+	liveTop           uint64
 }
 
 type bufferedPublication struct {
@@ -61,6 +67,10 @@ func (sub *subscription) deliverPublication(pub *protocol.Publication, epoch str
 		sub.buffer = append(sub.buffer, bufferedPublication{pub, epoch, frame})
 		return
 	}
+	if sub.catchUp {
+		sub.noteLiveLocked(pub, epoch)
+		return
+	}
 	sub.acceptLocked(pub, epoch, frame)
 }
 
@@ -82,7 +92,7 @@ func (sub *subscription) checkPosition(top protocol.StreamPosition) {
 	s := sub.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if sub.removed || !sub.live || top.Offset == 0 {
+	if sub.removed || !sub.live || sub.catchUp || top.Offset == 0 {
 		return
 	}
 	if top.Epoch != sub.epoch || top.Offset > sub.offset {
@@ -208,7 +218,7 @@ func (s *Session) subscribe(ctx context.Context, origin subscribeOrigin, req pro
 	}
 	limit := 0
 	if since != nil && ns.HistorySize > 0 {
-		limit = min(ns.HistorySize, s.n.cfg.MaxRecoveredPublications)
+		limit = min(ns.HistorySize, s.n.cfg.MaxRecoveredPublications, catchUpPage)
 	}
 	hist, err := s.n.engine.History(ctx, req.Channel, engine.HistoryQuery{Since: since, Limit: limit})
 	if err != nil {
@@ -216,13 +226,7 @@ func (s *Session) subscribe(ctx context.Context, origin subscribeOrigin, req pro
 		_ = s.n.hub.remove(context.WithoutCancel(ctx), req.Channel, sub)
 		return s.n.engineError("subscribe history", err)
 	}
-	pubs, recovered := recoverable(since, hist)
-	if recovered && recoveryBytes(pubs) > s.n.cfg.MaxQueueBytes/2 {
-		// The backlog would overflow the queue the moment it is enqueued,
-		// disconnect the client as slow, and do so again on every retry from
-		// the same position. Telling it continuity is broken ends the loop.
-		pubs, recovered = nil, false
-	}
+	pubs, recovered := recoverable(since, hist, limit, s.n.cfg.MaxRecoveredPublications)
 	res := protocol.SubscribeResult{
 		Epoch:         hist.Position.Epoch,
 		Offset:        hist.Position.Offset,
@@ -263,11 +267,15 @@ func (s *Session) subscribe(ctx context.Context, origin subscribeOrigin, req pro
 		s.enqueueLocked(Item{Kind: ItemSubscribed, Push: protocol.PushSubscribed, Channel: req.Channel, Epoch: res.Epoch, Offset: start, Frame: frame})
 	}
 	sub.epoch, sub.offset, sub.live = res.Epoch, start, true
-	for _, p := range pubs {
-		sub.acceptLocked(p, res.Epoch, protocol.AppendPublication(nil, p))
+	if len(pubs) > 0 {
+		sub.fillLocked(pubs, hist.Position.Offset)
 	}
 	for _, b := range sub.buffer {
-		sub.acceptLocked(b.pub, b.epoch, b.frame)
+		if sub.catchUp {
+			sub.noteLiveLocked(b.pub, b.epoch)
+		} else {
+			sub.acceptLocked(b.pub, b.epoch, b.frame)
+		}
 	}
 	sub.buffer = nil
 	s.mu.Unlock()
@@ -280,18 +288,11 @@ func (s *Session) subscribe(ctx context.Context, origin subscribeOrigin, req pro
 	return nil
 }
 
-// recoveryBytes estimates the queue bytes recovered publications take.
-func recoveryBytes(pubs []*protocol.Publication) int {
-	n := 0
-	for _, p := range pubs {
-		n += len(p.Data) + len(p.Channel) + 64
-	}
-	return n
-}
-
-// recoverable decides whether hist continues the stream right after since:
-// same epoch, nothing missing between since and the channel's newest offset.
-func recoverable(since *protocol.StreamPosition, hist engine.HistoryResult) ([]*protocol.Publication, bool) {
+// recoverable decides whether hist, a read of at most limit publications
+// after since, starts the rest of the stream: same epoch, the publication
+// right after since still in history, and at most maxMissed behind the
+// channel's newest offset. What the first page leaves is caught up later.
+func recoverable(since *protocol.StreamPosition, hist engine.HistoryResult, limit, maxMissed int) ([]*protocol.Publication, bool) {
 	if since == nil {
 		return nil, false
 	}
@@ -301,9 +302,17 @@ func recoverable(since *protocol.StreamPosition, hist engine.HistoryResult) ([]*
 		return nil, false
 	case since.Offset == top.Offset:
 		return nil, true
+	case top.Offset-since.Offset > uint64(maxMissed):
+		// Too much to replay: the client is better off reloading its state.
+		return nil, false
 	}
 	pubs := hist.Publications
-	if len(pubs) == 0 || pubs[0].Offset != since.Offset+1 || pubs[len(pubs)-1].Offset != top.Offset {
+	switch {
+	case len(pubs) == 0, pubs[0].Offset != since.Offset+1:
+		return nil, false
+	case len(pubs) < limit && pubs[len(pubs)-1].Offset != top.Offset:
+		// A short read that stops before the newest offset: history has a
+		// hole, not a next page.
 		return nil, false
 	}
 	return pubs, true
@@ -314,6 +323,7 @@ func (s *Session) dropSubscription(sub *subscription) {
 	if s.subs.get(sub.channel) == sub {
 		s.subs.remove(sub.channel)
 		sub.removed = true
+		sub.endCatchUpLocked()
 	}
 	s.mu.Unlock()
 }
@@ -325,6 +335,7 @@ func (s *Session) Unsubscribe(ctx context.Context, channel string) error {
 	if sub != nil {
 		s.subs.remove(channel)
 		sub.removed = true
+		sub.endCatchUpLocked()
 	}
 	s.mu.Unlock()
 	if sub == nil {
