@@ -33,10 +33,12 @@ type Config struct {
 	// WriteTimeout bounds each batch of writes, so a client that stops
 	// reading releases its handler (10s).
 	WriteTimeout time.Duration
-	// MaxBufferedBytes bounds what a stream on the event loop may have
-	// written but not yet sent to a slowly reading client; past it the
-	// stream is closed and the client resumes from its last event id
-	// (1 MiB).
+	// MaxBufferedBytes is how much a stream on the event loop lets a slowly
+	// reading client leave unsent before it stops draining the session
+	// (256 KiB): the rest waits in the session's bounded queue, whose
+	// overflow disconnects the client as a slow consumer, and a resume's
+	// backlog is read from history only as fast as the client reads. The
+	// stream drains again once a quarter of it is left.
 	MaxBufferedBytes int
 }
 
@@ -81,6 +83,9 @@ func New(cfg Config) *Handler {
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.MaxBufferedBytes <= 0 {
+		cfg.MaxBufferedBytes = 256 << 10
 	}
 	return &Handler{cfg: cfg}
 }

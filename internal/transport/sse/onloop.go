@@ -30,7 +30,7 @@ type loopStreams struct {
 // handler goroutine.
 func (h *Handler) Start() error {
 	ls := &loopStreams{
-		loop:      eventloop.NewLoop(eventloop.LoopConfig{Name: "herald-sse", MaxBufferedBytes: h.cfg.MaxBufferedBytes}),
+		loop:      eventloop.NewLoop(eventloop.LoopConfig{Name: "herald-sse", MaxBufferedBytes: h.cfg.MaxBufferedBytes + streamHardSlack}),
 		writers:   eventloop.NewPool(4 * runtime.GOMAXPROCS(0)),
 		streams:   make(map[*loopStream]struct{}),
 		stopSweep: make(chan struct{}),
@@ -128,6 +128,7 @@ func (h *Handler) serveOnLoop(w http.ResponseWriter, sess *node.Session, t *tran
 		sess.Finish()
 		return true
 	}
+	c.OnDrained(s.schedule)
 	s.mu.Lock()
 	s.conn = c
 	s.mu.Unlock()
@@ -191,7 +192,22 @@ func (s *loopStream) flushTurn() {
 	s.flushOnce(keepAlive)
 }
 
+// streamHardSlack is how far past Config.MaxBufferedBytes the loop lets a
+// stream's backlog go before it drops the connection: a safety net, should
+// one drained batch be huge (a full session queue, formatted with an id
+// naming every channel of the stream in each event).
+const streamHardSlack = 64 << 20
+
 func (s *loopStream) flushOnce(keepAlive bool) {
+	high := int64(s.log.MaxBufferedBytes)
+	if s.conn.Blocked(high, high/4) && s.sess.Closing() == nil {
+		if keepAlive {
+			// Data is waiting for the client: no comment is needed to keep
+			// the connection busy, but presence must not expire.
+			s.sess.RefreshPresence()
+		}
+		return
+	}
 	items, d := s.sess.Drain(s.st.items[:0])
 	if keepAlive {
 		s.st.appendKeepAlive()

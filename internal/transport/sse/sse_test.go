@@ -603,14 +603,26 @@ func TestSlowConsumer(t *testing.T) {
 
 // A session closed while SubscribeStream runs must still get a stream with a
 // disconnect event: an HTTP error would make EventSource stop reconnecting.
-// A recovery bigger than the session's queue closes it that way today (the
-// node queues a whole recovery at once); should the node learn to deliver it,
-// the recovery must arrive in full instead.
-// A resume whose backlog would overflow the queue is answered
-// recovered=false for that channel, instead of a slow-consumer disconnect
-// that the same Last-Event-ID would repeat forever; the stream goes on live.
+// A resume whose backlog is several times the session's queue recovers it
+// in full, page by page as the client reads, with every event id still
+// naming both channels; the stream then goes on live. The connection's
+// buffers are small, so on the event loop the stream must hold back while
+// MaxBufferedBytes wait unsent rather than pass pages on as fast as history
+// yields them.
 func TestResumeLargerThanQueue(t *testing.T) {
-	e := setup(t, node.Config{MaxQueueBytes: 64 << 10}, sse.Config{}, nil)
+	for _, onHandler := range []bool{true, false} {
+		t.Run(map[bool]string{true: "handler goroutine", false: "event loop"}[onHandler], func(t *testing.T) {
+			resumeLargerThanQueue(t, onHandler)
+		})
+	}
+}
+
+func resumeLargerThanQueue(t *testing.T, onHandler bool) {
+	e := setupServer(t,
+		node.Config{MaxQueueBytes: 64 << 10},
+		sse.Config{MaxBufferedBytes: 16 << 10},
+		func(l net.Listener) net.Listener { return smallSendBuffers{l} },
+		onHandler)
 	e.publish("r:a", `1`, false)
 	e.publish("r:b", `1`, false)
 	c := e.dial("channel=r:a&channel=r:b", nil)
@@ -618,18 +630,36 @@ func TestResumeLargerThanQueue(t *testing.T) {
 	sb := c.nextSubscribed("r:b")
 	c.close()
 	data := `"` + strings.Repeat("x", 8<<10) + `"`
-	const missed = 20
+	const missed = 40
 	for range missed {
 		e.publish("r:a", data, false)
 	}
 
 	last := protocol.FormatPositions([]protocol.StreamPosition{{Epoch: sa.Epoch, Offset: 1}, {Epoch: sb.Epoch, Offset: 1}})
 	c = e.dial("channel=r:a&channel=r:b", http.Header{"Last-Event-ID": {last}})
-	if s := c.nextSubscribed("r:a"); s.Recovered || !s.WasRecovering || s.Offset != 1+missed {
-		t.Fatalf("r:a resumed with %+v, want recovered=false at offset %d", s, 1+missed)
+	if s := c.nextSubscribed("r:a"); !s.Recovered || !s.WasRecovering || s.Offset != 1+missed {
+		t.Fatalf("r:a resumed with %+v, want recovered, the channel at offset %d", s, 1+missed)
 	}
-	if s := c.nextSubscribed("r:b"); !s.Recovered {
-		t.Fatalf("r:b resumed with %+v, want recovered", s)
+	// r:b's subscribed event comes once its subscribe ran, between pages.
+	next, sawB := uint64(2), false
+	for next <= 1+missed || !sawB {
+		ev := c.next()
+		if ev.Name == "subscribed" {
+			var s subscribed
+			if err := json.Unmarshal([]byte(ev.Data), &s); err != nil || s.Channel != "r:b" || !s.Recovered || sawB {
+				t.Fatalf("unexpected %+v", ev)
+			}
+			sawB = true
+			continue
+		}
+		var p publication
+		if err := json.Unmarshal([]byte(ev.Data), &p); err != nil || p.Channel != "r:a" || p.Offset != next || string(p.Data) != data {
+			t.Fatalf("want r:a@%d, got %+v", next, ev)
+		}
+		if got := positions(t, ev.ID)[0].Offset; got != next {
+			t.Fatalf("id %q names r:a at %d, want %d", ev.ID, got, next)
+		}
+		next++
 	}
 	e.publish("r:a", `"live"`, false)
 	c.expectPublication(0, "r:a", 2+missed, `"live"`)
@@ -704,15 +734,16 @@ func expectOne(t *testing.T, c *client, channel string, offset uint64, data stri
 
 // TestResumeAfterSlowConsumer stalls a stream on two channels until the
 // server gives up on it, then reads what reached it: the publications the
-// connection held, in order, then the end of the stream. On a handler
-// goroutine the session's queue overflows and the stream ends with a
-// disconnect event with code 4001 (slow consumer, reconnect). On the event
-// loop the loop's buffer (MaxBufferedBytes) overflows first and closes the
-// connection, which can send nothing more; a disconnect event, if one got
+// connection held, in order, then the end of the stream. Either way the
+// session's queue overflows, since a stream on the event loop stops
+// draining it once MaxBufferedBytes wait unsent. On a handler goroutine the
+// stream ends with a disconnect event with code 4001 (slow consumer,
+// reconnect); on the event loop the connection is closed with that event
+// behind what the client never read, so a disconnect event, if one got
 // out, must still say 4001. Either way, resuming from the last event id
-// recovers every missed publication of the quiet channel; the flooded one
-// missed more than half the queue by construction, so it is answered
-// recovered=false, as the recovery contract says. Both go on live.
+// recovers every missed publication of both channels; the flooded one's
+// backlog overflowed the queue by construction, so it is served page by
+// page as the client reads. Both go on live.
 func TestResumeAfterSlowConsumer(t *testing.T) {
 	for _, onHandler := range []bool{true, false} {
 		t.Run(map[bool]string{true: "handler goroutine", false: "event loop"}[onHandler], func(t *testing.T) {
@@ -813,8 +844,14 @@ func resumeAfterSlowConsumer(t *testing.T, onHandler bool) {
 	for off := from + 1; off <= lastCalm; off++ {
 		resumed.expectPublication(0, calm, off, fmt.Sprint((off-1)*16))
 	}
-	if s := resumed.nextSubscribed(flood); !s.WasRecovering || s.Recovered || s.Offset != floods {
-		t.Fatalf("%s resumed with %+v, want recovered=false at offset %d", flood, s, floods)
+	if s := resumed.nextSubscribed(flood); !s.WasRecovering || !s.Recovered {
+		t.Fatalf("%s resumed with %+v, want recovered", flood, s)
+	}
+	// The flood's backlog overflowed the queue once already: it comes page
+	// by page as this client reads, every publication once, in order.
+	fromFlood := positions(t, lastID)[1].Offset
+	for off := fromFlood + 1; off <= floods; off++ {
+		resumed.expectPublication(1, flood, off, data)
 	}
 	resumed.expectPublication(0, calm, e.publish(calm, `"live"`, false), `"live"`)
 	resumed.expectPublication(1, flood, e.publish(flood, `"live"`, false), `"live"`)
