@@ -22,6 +22,7 @@ import (
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
 	"github.com/heraldrt/herald/internal/server"
+	"github.com/heraldrt/herald/internal/server/servertest"
 	"github.com/heraldrt/herald/internal/testkit"
 )
 
@@ -779,4 +780,35 @@ func TestWebRTCResumeAfterServerSideBreaks(t *testing.T) {
 		}
 	}
 	t.Logf("%d publications, %d of them received before the break; every one received once, in order, the resume recovered", n, received)
+}
+
+// A server shutting down while a data-channel client has vanished (its
+// network gone: the disconnect notice can never be acknowledged) still
+// shuts down cleanly within its ShutdownTimeout: a connection still open
+// then is closed without waiting, as the timeout promises.
+func TestWebRTCShutdownWithVanishedClient(t *testing.T) {
+	cfg := server.Defaults()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.Engine = server.EngineMemory
+	cfg.Dev = true
+	cfg.LogLevel = "error"
+	cfg.ShutdownTimeout = 5 * time.Second
+	srv := servertest.Start(t, cfg)
+	paths := newICEPaths(t)
+	newRecordingClient(t, srv.URL, client.WebRTC, "vanish:x", func(c *client.Config) {
+		c.HTTPClient = &http.Client{Transport: paths, Timeout: 10 * time.Second}
+	})
+	if paths.cut() == 0 {
+		t.Fatal("the peer connection did not go through the test's relays")
+	}
+	began := time.Now()
+	err := srv.Stop()
+	took := time.Since(began)
+	t.Logf("shutdown took %v", took)
+	if err != nil {
+		t.Fatalf("shutdown with a vanished client: %v", err)
+	}
+	if took > cfg.ShutdownTimeout+time.Second {
+		t.Fatalf("shutdown took %v, ShutdownTimeout is %v", took, cfg.ShutdownTimeout)
+	}
 }

@@ -215,16 +215,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Shutdown closes every peer connection. Call it after node.Shutdown, which
 // has already told each session to go: connections still delivering that
-// notice get until WriteTimeout to do so, the others are dropped. It waits
-// for every peer connection to be closed and every session finished, or
-// for ctx.
+// notice get until WriteTimeout to do so, or until shortly before ctx's
+// deadline if that comes first, and are then closed without waiting; the
+// others are dropped at once. It waits for every peer connection to be
+// closed and every session finished, or for ctx.
 func (s *Server) Shutdown(ctx context.Context) error {
 	peers := s.peers.Stop()
 	s.host.Stop()
 	for _, p := range peers {
 		p.abort()
 	}
-	err := s.peers.Wait(ctx)
+	// A client that vanished never acknowledges its notice; without this,
+	// its WriteTimeout would outlast the shutdown's own deadline.
+	grace, cancel := graceContext(ctx)
+	err := s.peers.Wait(grace)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		for _, p := range s.peers.Members() {
+			p.close(errShutdown)
+		}
+		err = s.peers.Wait(ctx)
+	}
 	if err == nil {
 		err = s.host.Wait(ctx)
 	}
@@ -232,6 +243,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("webrtc: shutdown: %w", err)
 	}
 	return nil
+}
+
+// graceContext ends when ctx does, or earlier when ctx has a deadline:
+// after three quarters of the time left, keeping the rest for closing the
+// peer connections that are still saying goodbye.
+func graceContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, time.Now().Add(time.Until(deadline)*3/4))
 }
 
 var (
