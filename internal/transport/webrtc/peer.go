@@ -27,7 +27,7 @@ type peer struct {
 	// opens or the peer closes; handshake ends the peer when it is too slow.
 	handshaking bool
 	handshake   *time.Timer
-	sock        *socket           // set when "herald" opens
+	sock        *socket           // set when "herald" arrives, attached once it opens
 	latest      *pion.DataChannel // the first "herald-latest"; used once open
 	closed      bool
 }
