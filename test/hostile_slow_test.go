@@ -463,3 +463,59 @@ func tcpSendBufferMax(t *testing.T) int {
 	}
 	return n
 }
+
+// TestHostileSlowBodiesOnRefusals trickles request bodies to paths that
+// refuse the request without reading its body: a wrong API key, a client
+// publish from a foreign origin. Each must be answered with its refusal and
+// closed within read_header_timeout plus slack, not held open while the
+// server reads the trickle to its end.
+func TestHostileSlowBodiesOnRefusals(t *testing.T) {
+	bin := hostileBinary(t)
+	s := startHostile(t, bin)
+	const closeWithin = 5 * time.Second
+	cases := []struct {
+		path, headers string
+		status        int
+		code          uint32
+	}{
+		{"/api/publish", "Authorization: apikey wrong-key", http.StatusUnauthorized, 101},
+		{"/publish", "Origin: https://evil.example\r\nAuthorization: Bearer " + userToken(t, "slow-refused"), http.StatusForbidden, 103},
+	}
+	done := make(chan bodyResult, 3*len(cases))
+	var wg sync.WaitGroup
+	for _, c := range cases {
+		for range 3 {
+			conn, err := net.DialTimeout("tcp", s.Addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = conn.Close() })
+			wg.Go(func() { done <- slowBody(conn, c.path, c.headers, hostileHeaderLimit+closeWithin) })
+		}
+	}
+	s.assertHealthy(t)
+	wg.Wait()
+	close(done)
+	want := map[string]struct {
+		status int
+		code   uint32
+	}{}
+	for _, c := range cases {
+		want[c.path] = struct {
+			status int
+			code   uint32
+		}{c.status, c.code}
+	}
+	for r := range done {
+		w := want[r.path]
+		switch {
+		case r.err != nil:
+			t.Errorf("slow body to %s: %v", r.path, r.err)
+		case r.status != w.status || r.code != w.code:
+			t.Errorf("slow body to %s answered %d code %d %q, want %d code %d", r.path, r.status, r.code, r.message, w.status, w.code)
+		case r.closed > hostileHeaderLimit+closeWithin:
+			t.Errorf("slow body to %s closed %v after its headers", r.path, r.closed)
+		}
+	}
+	s.assertHealthy(t)
+}

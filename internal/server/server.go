@@ -223,7 +223,7 @@ func (s *Server) wire(verifier *auth.Verifier) error {
 	}
 	mux.Handle("/", web.Handler())
 	s.http = &http.Server{
-		Handler: mux,
+		Handler: bodyDeadline(mux, cfg.ReadHeaderTimeout),
 		// No WriteTimeout: SSE streams and long polls are long-lived
 		// responses; their transports bound each write themselves.
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
