@@ -370,9 +370,19 @@ func (s *RedisSentinel) Failover(t testing.TB, replica *RedisServer) (old *Redis
 		r, err2 := replOffset(replica.Addr, "slave_repl_offset")
 		return err1 == nil && err2 == nil && m == r
 	})
-	if reply, err := RedisCommand(s.Sentinel.Addr, "SENTINEL", "FAILOVER", s.MasterSet); err != nil || reply != "OK" {
-		t.Fatalf("SENTINEL FAILOVER: %q, %v", reply, err)
-	}
+	// The sentinel judges a replica fit to promote from its latest PING and
+	// INFO replies; on a busy machine those can lag, and it answers
+	// NOGOODSLAVE until they come.
+	WaitFor(t, redisStartTimeout, "the sentinel to accept a failover", func() bool {
+		reply, err := RedisCommand(s.Sentinel.Addr, "SENTINEL", "FAILOVER", s.MasterSet)
+		if err != nil && strings.Contains(err.Error(), "NOGOODSLAVE") || strings.Contains(reply, "NOGOODSLAVE") {
+			return false
+		}
+		if err != nil || reply != "OK" {
+			t.Fatalf("SENTINEL FAILOVER: %q, %v", reply, err)
+		}
+		return true
+	})
 	host, port, _ := net.SplitHostPort(replica.Addr)
 	WaitFor(t, redisStartTimeout, "the sentinel to name the promoted replica", func() bool {
 		reply, err := RedisCommand(s.Sentinel.Addr, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.MasterSet)
