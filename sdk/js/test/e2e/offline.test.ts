@@ -133,6 +133,9 @@ describe('offline in the browser', () => {
       for (const n of [1, 2, 3]) await message(alice, 'bob', `missed ${n}`).waitFor({ timeout: 10_000 });
       await say(alice, 'back online');
       await message(bob, 'alice', 'back online').waitFor({ timeout: 10_000 });
+      // Alice's own message shows once the server echoes it to her, which
+      // may be after bob's page has it.
+      await message(alice, 'alice', 'back online').waitFor({ timeout: 10_000 });
       const offsets = await alice.locator('#messages .message').evaluateAll((els) => els.map((e) => e.getAttribute('data-offset')));
       expect(offsets.length).toBe(5);
       expect(new Set(offsets).size).toBe(5);
