@@ -40,6 +40,14 @@ type TokenVerifier interface {
 // Authenticate turns the token a client presented into its credentials. An
 // empty token is an anonymous client, refused unless Config.AllowAnonymous.
 func (n *Node) Authenticate(ctx context.Context, token string) (Credentials, error) {
+	cred, err := n.authenticate(ctx, token)
+	if err != nil {
+		n.observer().AuthFailed(protocol.AsError(err).Code)
+	}
+	return cred, err
+}
+
+func (n *Node) authenticate(ctx context.Context, token string) (Credentials, error) {
 	if token == "" {
 		if !n.cfg.AllowAnonymous {
 			return Credentials{}, protocol.ErrUnauthorized.With("token required")
@@ -128,7 +136,8 @@ type authorization struct {
 	subscribed bool
 }
 
-// authorize decides whether cred may do act on channel in namespace ns.
+// authorize decides whether cred may do act on channel in namespace ns,
+// and reports a refusal to the observer; permit decides.
 //
 // A user-limited channel names its users: only they may subscribe, with no
 // token needed, and the namespace's other rules still apply to the rest. A
@@ -136,6 +145,14 @@ type authorization struct {
 // subscription for publishing, history and presence. Elsewhere the
 // namespace's access rule decides.
 func (n *Node) authorize(cred Credentials, ns NamespaceOptions, channel string, act action, az authorization) error {
+	err := n.permit(cred, ns, channel, act, az)
+	if err != nil {
+		n.observer().AuthFailed(protocol.AsError(err).Code)
+	}
+	return err
+}
+
+func (n *Node) permit(cred Credentials, ns NamespaceOptions, channel string, act action, az authorization) error {
 	deny := func(why string) error {
 		return protocol.ErrPermissionDenied.With("%s %q: %s", act, truncate(channel, 64), why)
 	}

@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldrt/herald/internal/engine"
@@ -40,6 +41,9 @@ type hub struct {
 	engine   channelSubscriber
 	log      *slog.Logger
 	resyncs  resyncQueue
+	// delivered counts the copies of publications handed to subscribers;
+	// nil counts nothing.
+	delivered *atomic.Uint64
 }
 
 // channelSubscriber is the part of the engine the hub drives.
@@ -197,6 +201,9 @@ func (h *hub) publish(pub *protocol.Publication, epoch string) {
 		return
 	}
 	frame := protocol.AppendPublication(make([]byte, 0, 96+len(pub.Data)), pub)
+	if h.delivered != nil {
+		h.delivered.Add(uint64(len(cs.list)))
+	}
 	for _, s := range cs.list {
 		s.deliverPublication(pub, epoch, frame)
 	}

@@ -34,9 +34,11 @@ type Config struct {
 	// may then do is up to each namespace's "anyone" rules.
 	Verifier       TokenVerifier
 	AllowAnonymous bool
-	Name           string
-	Version        string
-	Logger         *slog.Logger
+	// Observer learns of publishes, disconnects and refusals; nil: nothing.
+	Observer Observer
+	Name     string
+	Version  string
+	Logger   *slog.Logger
 
 	// PingInterval is how often a bidirectional session is pinged (25s);
 	// PongTimeout how long its pong may take (10s). A dead connection is thus
@@ -140,6 +142,7 @@ type Node struct {
 	startedAt time.Time
 
 	sessions sessionRegistry
+	counters counters
 	draining atomic.Bool
 	// done is closed when Shutdown begins, releasing waiting long polls.
 	done     chan struct{}
@@ -172,6 +175,7 @@ func New(cfg Config) (*Node, error) {
 		sessions:  sessionRegistry{byID: make(map[string]*Session), users: make(map[string]int)},
 		done:      make(chan struct{}),
 	}
+	n.hub.delivered = &n.counters.deliveries
 	n.cluster.init()
 	if p := cfg.PersonalNamespace; p != "" {
 		if _, err := n.ns.resolve(p + ":#user"); err != nil {
@@ -306,10 +310,13 @@ func (n *Node) publish(ctx context.Context, ns NamespaceOptions, req protocol.Pu
 	if err := checkTags(req.Tags); err != nil {
 		return protocol.PublishResult{}, err
 	}
+	began := time.Now()
 	pos, err := n.engine.Publish(ctx, req.Channel, data, n.publishOptions(ns, req.Ephemeral, req.IdempotencyKey, info, req.Tags))
+	n.observer().Published(time.Since(began), err)
 	if err != nil {
 		return protocol.PublishResult{}, n.engineError("publish", err)
 	}
+	n.counters.publications.Add(1)
 	return protocol.PublishResult{Offset: pos.Offset, Epoch: pos.Epoch}, nil
 }
 
@@ -529,6 +536,8 @@ type sessionRegistry struct {
 	mu    sync.Mutex
 	byID  map[string]*Session
 	users map[string]int
+	// transports counts sessions by transport name.
+	transports map[string]int
 	// emptied is closed and replaced when the registry becomes empty.
 	emptied chan struct{}
 }
@@ -536,7 +545,24 @@ type sessionRegistry struct {
 func (r *sessionRegistry) add(s *Session) {
 	r.mu.Lock()
 	r.byID[s.id] = s
+	if r.transports == nil {
+		r.transports = make(map[string]int)
+	}
+	r.transports[s.t.Name()]++
 	r.mu.Unlock()
+}
+
+// byTransport copies the session counts by transport name.
+func (r *sessionRegistry) byTransport() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]int, len(r.transports))
+	for t, n := range r.transports {
+		if n > 0 {
+			out[t] = n
+		}
+	}
+	return out
 }
 
 // admit counts s as one of its user's sessions, refusing it when the user
@@ -561,6 +587,7 @@ func (r *sessionRegistry) remove(s *Session) {
 		return
 	}
 	delete(r.byID, s.id)
+	r.transports[s.t.Name()]--
 	if s.admitted {
 		s.admitted = false
 		if r.users[s.admittedAs]--; r.users[s.admittedAs] == 0 {

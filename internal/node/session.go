@@ -185,6 +185,7 @@ func (s *Session) closeLocked(d protocol.Disconnect) {
 		return
 	}
 	s.closing = &d
+	s.n.observer().Disconnected(s.t.Name(), d)
 	if d == protocol.DisconnectSlowConsumer {
 		// The client recovers from history after reconnecting; holding its
 		// backlog any longer only costs memory.

@@ -128,6 +128,8 @@ type Config struct {
 	// while the process allocates little next to its live heap (package
 	// gctune), so held connections do not cost twice their live memory.
 	GCTuning bool `koanf:"gc_tuning"`
+	// Metrics serves Prometheus metrics at /metrics on Addr.
+	Metrics bool `koanf:"metrics"`
 	// TokenCookie names a cookie that carries the connection token, for
 	// pages whose backend sets one; empty: tokens come only from the
 	// Authorization header, the token query parameter or the connect command.
@@ -192,6 +194,7 @@ func Defaults() Config {
 		LogLevel:                 "info",
 		LogFormat:                "text",
 		GCTuning:                 true,
+		Metrics:                  true,
 		ShutdownTimeout:          10 * time.Second,
 		DemoTicker:               500 * time.Millisecond,
 		PingInterval:             25 * time.Second,

@@ -69,6 +69,7 @@ func optionTable() []option {
 		{key: "trusted_proxies", help: "Addresses or CIDR prefixes of reverse proxies whose X-Forwarded-For names the client's address. In the environment: comma-separated."},
 		{key: "read_header_timeout", help: "How long a client may take to send a request's headers; bounds slow handshakes."},
 		{key: "max_header_bytes", help: "Largest request header block, URL and cookies included, in bytes."},
+		{key: "metrics", help: "Serve Prometheus metrics at /metrics on addr: connections by transport, channels, subscriptions, publications in and out, engine publish latency, disconnects by code, refused tokens and permissions, and the Go runtime's and process's own. Keep /metrics away from the public at the proxy. false: no /metrics."},
 		{key: "gc_tuning", help: "Size the Go garbage collector's headroom to what the server allocated in the last 10 s, between 10% and GOGC (100 by default) of the live heap, so idle connections do not cost twice their live memory; it costs at most one mark of the live heap every 10 s. false: GOGC alone."},
 		{key: "pprof_addr", flag: "pprof-addr", help: "Address for Go's profiling endpoints (/debug/pprof/), on a listener of their own; keep it on loopback. Empty: off."},
 		{key: "auth.hmac_secret", help: "Secret that verifies HS256, HS384 and HS512 connection and subscription tokens; at least 32 bytes. Prefer the environment variable."},

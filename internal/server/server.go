@@ -47,6 +47,9 @@ type Server struct {
 	poll   *poll.Handler
 	webrtc *webrtc.Server // nil when webrtc.data_channels is off
 	http   *http.Server
+	// metrics is the Prometheus registry behind /metrics, and the node's
+	// observer.
+	metrics *metrics
 	// stopAuth ends the verifier's background JWKS refresh.
 	stopAuth context.CancelFunc
 	// turn is the STUN/TURN server while it runs.
@@ -141,7 +144,9 @@ func (s *Server) wire(verifier *auth.Verifier) error {
 	if cfg.Auth.Enabled() {
 		tokens = tokenVerifier{verifier}
 	}
+	s.metrics = newMetrics()
 	n, err := node.New(node.Config{
+		Observer:                 s.metrics,
 		Engine:                   s.engine,
 		Verifier:                 tokens,
 		Namespaces:               cfg.namespaces(),
@@ -170,6 +175,7 @@ func (s *Server) wire(verifier *auth.Verifier) error {
 		return fmt.Errorf("server: %w", err)
 	}
 	s.node = n
+	s.metrics.stats = n.Stats
 	s.ws, err = websocket.New(websocket.Config{
 		Node:           n,
 		Logger:         s.log.With("transport", "websocket"),
@@ -218,6 +224,10 @@ func (s *Server) wire(verifier *auth.Verifier) error {
 		MaxBodyBytes: publishBody + api.MaxBroadcastChannels*256,
 	}))
 	mux.HandleFunc("/healthz", s.healthz)
+	mux.HandleFunc("/readyz", s.readyz)
+	if cfg.Metrics {
+		mux.Handle("/metrics", s.metrics.handler())
+	}
 	if cfg.Dev && cfg.Auth.HMACSecret != "" {
 		mux.Handle(demoTokenPath, demoTokens{secret: []byte(cfg.Auth.HMACSecret)})
 	}
@@ -251,6 +261,38 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte(`{"status":"draining"}` + "\n"))
 		return
+	}
+	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+}
+
+// pinger is an engine that can tell whether its broker or store answers.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// readyzTimeout bounds the engine check of one readiness probe.
+const readyzTimeout = 2 * time.Second
+
+// readyz answers 200 while the server takes new clients: it is not draining
+// and its engine answers (an in-process engine always does). A load balancer
+// stops sending new clients to a node that answers 503.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if s.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"draining"}` + "\n"))
+		return
+	}
+	if p, ok := s.engine.(pinger); ok {
+		ctx, cancel := context.WithTimeout(r.Context(), readyzTimeout)
+		defer cancel()
+		if err := p.Ping(ctx); err != nil {
+			s.log.Warn("readiness: engine does not answer", "err", err)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"status":"engine unreachable"}` + "\n"))
+			return
+		}
 	}
 	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 }
