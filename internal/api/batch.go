@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/heraldrt/herald/internal/protocol"
 )
@@ -31,39 +32,55 @@ type BatchOutcome struct {
 // batch publishes every publication independently, so one failure does not
 // stop the others. Publications to the same channel are published in
 // request order, one after another; different channels proceed in parallel
-// (bounded), which lets the durable engine share disk syncs among them.
+// on at most broadcastParallelism goroutines, which lets the durable engine
+// share disk syncs among them. Channels are chained through the request's
+// indexes rather than gathered in a slice each, and the goroutines take
+// channels in turn rather than one goroutine per channel: a batch of
+// hundreds of channels allocates a handful of objects, not hundreds.
 func (h *Handler) batch(ctx context.Context, req *BatchRequest) (any, error) {
-	if len(req.Publications) == 0 {
+	pubs := req.Publications
+	if len(pubs) == 0 {
 		return nil, protocol.ErrBadRequest.With("publications required")
 	}
-	if len(req.Publications) > MaxBatchPublications {
+	if len(pubs) > MaxBatchPublications {
 		return nil, protocol.ErrLimitExceeded.With("at most %d publications per batch", MaxBatchPublications)
 	}
-	byChannel := make(map[string][]int)
-	var order []string
-	for i, p := range req.Publications {
-		if _, ok := byChannel[p.Channel]; !ok {
-			order = append(order, p.Channel)
+	// heads lists each channel's first publication; next[i] is the index
+	// of the channel's publication after i, or -1.
+	next := make([]int, len(pubs))
+	last := make(map[string]int, len(pubs))
+	heads := make([]int, 0, len(pubs))
+	for i, p := range pubs {
+		next[i] = -1
+		if j, ok := last[p.Channel]; ok {
+			next[j] = i
+		} else {
+			heads = append(heads, i)
 		}
-		byChannel[p.Channel] = append(byChannel[p.Channel], i)
+		last[p.Channel] = i
 	}
-	out := BatchResult{Results: make([]BatchOutcome, len(req.Publications))}
-	sem := make(chan struct{}, broadcastParallelism)
-	var wg sync.WaitGroup
-	for _, ch := range order {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			for _, i := range byChannel[ch] {
-				res, err := h.node.Publish(ctx, req.Publications[i])
-				if err != nil {
-					out.Results[i].Error = protocol.AsError(err)
-				} else {
-					out.Results[i].PublishResult = &res
-				}
+	out := BatchResult{Results: make([]BatchOutcome, len(pubs))}
+	publishChannel := func(head int) {
+		for i := head; i >= 0; i = next[i] {
+			res, err := h.node.Publish(ctx, pubs[i])
+			if err != nil {
+				out.Results[i].Error = protocol.AsError(err)
+			} else {
+				out.Results[i].PublishResult = &res
 			}
-		})
+		}
 	}
+	var taken atomic.Int64
+	work := func() {
+		for c := taken.Add(1) - 1; c < int64(len(heads)); c = taken.Add(1) - 1 {
+			publishChannel(heads[c])
+		}
+	}
+	var wg sync.WaitGroup
+	for range min(broadcastParallelism, len(heads)) - 1 {
+		wg.Go(work)
+	}
+	work()
 	wg.Wait()
 	return out, nil
 }

@@ -48,3 +48,21 @@ func TestBatch(t *testing.T) {
 	many := strings.Repeat(`{"channel":"a","data":1},`, MaxBatchPublications) + `{"channel":"a","data":1}`
 	wantError(t, post(t, srv.URL+"/api/batch", testKey, `{"publications":[`+many+`]}`), http.StatusUnprocessableEntity, protocol.ErrLimitExceeded.Code)
 }
+
+// More channels than the batch publishes at once: every channel still gets
+// its publications in request order, each exactly once.
+func TestBatchManyChannels(t *testing.T) {
+	srv, _ := apiServer(t, Config{Key: testKey})
+	const channels, rounds = 50, 4
+	var pubs []string
+	for i := range channels * rounds {
+		pubs = append(pubs, fmt.Sprintf(`{"channel":"m:%d","data":{"i":%d}}`, i%channels, i))
+	}
+	var res BatchResult
+	wantOK(t, post(t, srv.URL+"/api/batch", testKey, `{"publications":[`+strings.Join(pubs, ",")+`]}`), &res)
+	for i, r := range res.Results {
+		if r.Error != nil || r.PublishResult == nil || r.Offset != uint64(i/channels+1) {
+			t.Fatalf("result %d: %+v, want offset %d", i, r, i/channels+1)
+		}
+	}
+}
