@@ -252,13 +252,13 @@ func (s *Server) wire(verifier *auth.Verifier) error {
 	return nil
 }
 
-// healthz answers 200 while the server serves and 503 once it drains, so a
-// load balancer stops sending clients to a node that is shutting down.
+// healthz answers 200 while the process serves HTTP, draining or not: it is
+// the liveness check, and restarting a node because it drains would only cut
+// the drain short. Whether the node takes new clients is readyz's answer.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	if s.draining.Load() {
-		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte(`{"status":"draining"}` + "\n"))
 		return
 	}
