@@ -229,27 +229,7 @@ func slowBody(conn net.Conn, path, auth string, limit time.Duration) bodyResult 
 		return r
 	}
 	start := time.Now()
-	stop := make(chan struct{})
-	var trickle sync.WaitGroup
-	trickle.Go(func() {
-		// The 200 ms between bytes is the attack itself, not a wait.
-		tick := time.NewTicker(200 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			if _, err := conn.Write([]byte("z")); err != nil {
-				return
-			}
-		}
-	})
-	defer func() {
-		close(stop)
-		trickle.Wait()
-	}()
+	defer testkit.Trickle(conn, []byte(strings.Repeat("z", 200)), 200*time.Millisecond)()
 	if err := conn.SetReadDeadline(start.Add(limit)); err != nil {
 		r.err = err
 		return r

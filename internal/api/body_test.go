@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/heraldrt/herald/internal/protocol"
+	"github.com/heraldrt/herald/internal/testkit"
 )
 
 // bodyServer serves decodeBody of a PublishRequest at /, answering the
@@ -61,28 +62,7 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 	defer conn.Close()
 	start := time.Now()
 	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"chan")
-	stop := make(chan struct{})
-	trickled := make(chan struct{})
-	go func() {
-		defer close(trickled)
-		// One byte every 50 ms is the attack under test, not a wait.
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			if _, err := conn.Write([]byte(" ")); err != nil {
-				return
-			}
-		}
-	}()
-	defer func() {
-		close(stop)
-		<-trickled
-	}()
+	defer testkit.Trickle(conn, []byte(strings.Repeat(" ", 200)), 50*time.Millisecond)()
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)

@@ -36,16 +36,7 @@ func (sub *subscription) fillLocked(pubs []*protocol.Publication, top uint64) {
 		if s.out.bytes >= budget || s.closing != nil {
 			break
 		}
-		if p.Offset <= sub.offset {
-			continue
-		}
-		if p.Offset != sub.offset+1 {
-			s.n.log.Warn("gap in channel history", "channel", sub.channel, "have", sub.offset, "got", p.Offset)
-			s.closeLocked(protocol.DisconnectInsufficient)
-			return
-		}
-		sub.offset = p.Offset
-		s.enqueueLocked(Item{Kind: ItemPublication, Push: protocol.PushPublication, Channel: sub.channel, Epoch: sub.epoch, Offset: p.Offset, Frame: protocol.AppendPublication(nil, p), Latest: sub.latest})
+		sub.acceptLocked(p, sub.epoch, protocol.AppendPublication(nil, p))
 	}
 	caughtUp := sub.offset >= top && sub.offset >= sub.liveTop
 	switch {

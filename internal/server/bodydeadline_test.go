@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/heraldrt/herald/internal/testkit"
 )
 
 const bodyLimit = 300 * time.Millisecond
@@ -29,23 +31,7 @@ func trickle(t *testing.T, url string, wait time.Duration) (status int, answered
 	if _, err := io.WriteString(conn, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		// The 50 ms between bytes is the attack itself, not a wait.
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				if _, err := conn.Write([]byte("z")); err != nil {
-					return
-				}
-			}
-		}
-	}()
+	defer testkit.Trickle(conn, []byte(strings.Repeat("z", 100)), 50*time.Millisecond)()
 	_ = conn.SetReadDeadline(start.Add(wait))
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
