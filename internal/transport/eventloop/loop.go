@@ -157,22 +157,17 @@ type Conn struct {
 	closeWhenSent atomic.Bool
 	// deadline closes a WriteAndClose whose peer does not read.
 	deadline atomic.Pointer[time.Timer]
-	// pending counts the bytes Write passed on that have not reached the
-	// kernel; after Blocked reported true, drained is called once it falls
-	// to the low-water mark.
-	pending   atomic.Int64
-	lowWater  atomic.Int64
-	wantDrain atomic.Bool
-	drained   atomic.Pointer[func()]
+	// backlog counts the bytes Write passed on that have not reached the
+	// kernel; drained runs when a backlog Blocked reported has fallen.
+	backlog Backlog
+	drained atomic.Pointer[func()]
 }
 
 // Write sends b, or queues what the socket cannot take yet; it never blocks.
 // b may be reused when Write returns. A connection whose queue would exceed
 // the loop's MaxBufferedBytes is closed and Write returns an error.
 func (c *Conn) Write(b []byte) error {
-	// Counted before writing: nbio reports what the kernel took from inside
-	// the write call.
-	c.pending.Add(int64(len(b)))
+	c.backlog.Add(len(b))
 	err := c.fence.Outside(false, func() error {
 		_, err := c.nc.Write(b)
 		return err
@@ -191,24 +186,11 @@ func (c *Conn) OnDrained(f func()) { c.drained.Store(&f) }
 // Blocked reports whether more than high bytes written are still waiting
 // for the peer to read them. When it reports true, the OnDrained function
 // runs once the backlog has fallen to low.
-func (c *Conn) Blocked(high, low int64) bool {
-	if c.pending.Load() <= high {
-		return false
-	}
-	c.lowWater.Store(low)
-	c.wantDrain.Store(true)
-	// The backlog may have drained between the two loads, before sent could
-	// see wantDrain: check again so the notification is never lost.
-	if c.pending.Load() <= low && c.wantDrain.CompareAndSwap(true, false) {
-		return false
-	}
-	return true
-}
+func (c *Conn) Blocked(high, low int64) bool { return c.backlog.Blocked(high, low) }
 
 // sent takes n bytes the kernel took off the backlog.
 func (c *Conn) sent(n int) {
-	left := c.pending.Add(-int64(n))
-	if left <= c.lowWater.Load() && c.wantDrain.Load() && c.wantDrain.CompareAndSwap(true, false) {
+	if c.backlog.Sent(n) {
 		if f := c.drained.Load(); f != nil {
 			(*f)()
 		}

@@ -288,10 +288,9 @@ type nbioSocket struct {
 	// one chunk at a time.
 	guard frameGuard
 
-	pending   atomic.Int64 // payload bytes written and not yet taken by the kernel
-	wantDrain atomic.Bool  // blocked reported true; drained is due
-	closing   atomic.Bool  // a close frame was sent or received
-	done      atomic.Bool  // closed was reported
+	backlog eventloop.Backlog // payload bytes written and not yet taken by the kernel
+	closing atomic.Bool       // a close frame was sent or received
+	done    atomic.Bool       // closed was reported
 
 	mu         sync.Mutex
 	closeTimer *time.Timer
@@ -315,9 +314,7 @@ func (s *nbioSocket) onData(c *nbio.Conn, data []byte) {
 }
 
 func (s *nbioSocket) WriteText(p []byte) error {
-	// Count before writing: nbio reports what the kernel took from inside
-	// the write call.
-	s.pending.Add(int64(len(p)))
+	s.backlog.Add(len(p))
 	if err := s.outside(false, func() error { return s.wsc.WriteMessage(nbws.TextMessage, p) }); err != nil {
 		s.written(len(p))
 		return err
@@ -325,38 +322,15 @@ func (s *nbioSocket) WriteText(p []byte) error {
 	return nil
 }
 
-// written subtracts n bytes taken by the kernel. Frame headers and frames
-// nbio writes by itself (pongs, close answers) are counted here but were
-// never added, so the count is clamped at zero: it can only err low, by a few
-// bytes per frame in flight, never drift high and stall a healthy connection.
+// written takes off n bytes taken by the kernel, frame headers and frames
+// nbio writes by itself (pongs, close answers) included.
 func (s *nbioSocket) written(n int) {
-	for {
-		old := s.pending.Load()
-		if old == 0 {
-			return
-		}
-		next := max(old-int64(n), 0)
-		if s.pending.CompareAndSwap(old, next) {
-			if next <= writeLowWater && s.wantDrain.Load() && s.wantDrain.CompareAndSwap(true, false) {
-				s.ev.Drained()
-			}
-			return
-		}
+	if s.backlog.Sent(n) {
+		s.ev.Drained()
 	}
 }
 
-func (s *nbioSocket) Blocked() bool {
-	if s.pending.Load() <= writeHighWater {
-		return false
-	}
-	s.wantDrain.Store(true)
-	// The backlog may have drained between the two loads, before written
-	// could see wantDrain: check again so the notification is never lost.
-	if s.pending.Load() <= writeLowWater && s.wantDrain.CompareAndSwap(true, false) {
-		return false
-	}
-	return true
-}
+func (s *nbioSocket) Blocked() bool { return s.backlog.Blocked(writeHighWater, writeLowWater) }
 
 func (s *nbioSocket) CloseWith(d protocol.Disconnect) {
 	if !s.closing.CompareAndSwap(false, true) {
