@@ -41,9 +41,8 @@ type hub struct {
 	engine   channelSubscriber
 	log      *slog.Logger
 	resyncs  resyncQueue
-	// delivered counts the copies of publications handed to subscribers;
-	// nil counts nothing.
-	delivered *atomic.Uint64
+	// delivered counts the copies of publications handed to subscribers.
+	delivered atomic.Uint64
 }
 
 // channelSubscriber is the part of the engine the hub drives.
@@ -201,9 +200,7 @@ func (h *hub) publish(pub *protocol.Publication, epoch string) {
 		return
 	}
 	frame := protocol.AppendPublication(make([]byte, 0, 96+len(pub.Data)), pub)
-	if h.delivered != nil {
-		h.delivered.Add(uint64(len(cs.list)))
-	}
+	h.delivered.Add(uint64(len(cs.list)))
 	for _, s := range cs.list {
 		s.deliverPublication(pub, epoch, frame)
 	}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -142,8 +143,9 @@ type Node struct {
 	startedAt time.Time
 
 	sessions sessionRegistry
-	counters counters
-	draining atomic.Bool
+	// published counts publications accepted through Publish and clients.
+	published atomic.Uint64
+	draining  atomic.Bool
 	// done is closed when Shutdown begins, releasing waiting long polls.
 	done     chan struct{}
 	doneOnce sync.Once
@@ -172,10 +174,9 @@ func New(cfg Config) (*Node, error) {
 		id:        newID(),
 		log:       cfg.Logger,
 		startedAt: time.Now(),
-		sessions:  sessionRegistry{byID: make(map[string]*Session), users: make(map[string]int)},
+		sessions:  sessionRegistry{byID: make(map[string]*Session), users: make(map[string]int), transports: make(map[string]int)},
 		done:      make(chan struct{}),
 	}
-	n.hub.delivered = &n.counters.deliveries
 	n.cluster.init()
 	if p := cfg.PersonalNamespace; p != "" {
 		if _, err := n.ns.resolve(p + ":#user"); err != nil {
@@ -316,7 +317,7 @@ func (n *Node) publish(ctx context.Context, ns NamespaceOptions, req protocol.Pu
 	if err != nil {
 		return protocol.PublishResult{}, n.engineError("publish", err)
 	}
-	n.counters.publications.Add(1)
+	n.published.Add(1)
 	return protocol.PublishResult{Offset: pos.Offset, Epoch: pos.Epoch}, nil
 }
 
@@ -545,9 +546,6 @@ type sessionRegistry struct {
 func (r *sessionRegistry) add(s *Session) {
 	r.mu.Lock()
 	r.byID[s.id] = s
-	if r.transports == nil {
-		r.transports = make(map[string]int)
-	}
 	r.transports[s.t.Name()]++
 	r.mu.Unlock()
 }
@@ -556,13 +554,7 @@ func (r *sessionRegistry) add(s *Session) {
 func (r *sessionRegistry) byTransport() map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make(map[string]int, len(r.transports))
-	for t, n := range r.transports {
-		if n > 0 {
-			out[t] = n
-		}
-	}
-	return out
+	return maps.Clone(r.transports)
 }
 
 // admit counts s as one of its user's sessions, refusing it when the user
@@ -587,7 +579,9 @@ func (r *sessionRegistry) remove(s *Session) {
 		return
 	}
 	delete(r.byID, s.id)
-	r.transports[s.t.Name()]--
+	if r.transports[s.t.Name()]--; r.transports[s.t.Name()] == 0 {
+		delete(r.transports, s.t.Name())
+	}
 	if s.admitted {
 		s.admitted = false
 		if r.users[s.admittedAs]--; r.users[s.admittedAs] == 0 {

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"sync/atomic"
 	"time"
 
 	"github.com/heraldrt/herald/internal/protocol"
@@ -33,19 +32,13 @@ type Stats struct {
 	Publications, Deliveries uint64
 }
 
-// counters are the node's running totals.
-type counters struct {
-	publications atomic.Uint64
-	deliveries   atomic.Uint64
-}
-
 // Stats reads the node's counts. It walks the hub's channels, so it is
 // meant for a metrics scrape, not a hot path.
 func (n *Node) Stats() Stats {
 	st := Stats{
 		Connections:  n.sessions.byTransport(),
-		Publications: n.counters.publications.Load(),
-		Deliveries:   n.counters.deliveries.Load(),
+		Publications: n.published.Load(),
+		Deliveries:   n.hub.delivered.Load(),
 	}
 	n.hub.channelCounts(func(_ string, subscribers int) {
 		st.Channels++

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"maps"
 	"net/http"
 	"strconv"
 	"time"
@@ -97,15 +98,12 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	st := c.m.stats()
-	for _, transport := range []string{"websocket", "sse", "webrtc"} {
-		ch <- prometheus.MustNewConstMetric(connectionsDesc, prometheus.GaugeValue, float64(st.Connections[transport]), transport)
-	}
-	for transport, n := range st.Connections {
-		switch transport {
-		case "websocket", "sse", "webrtc":
-		default:
-			ch <- prometheus.MustNewConstMetric(connectionsDesc, prometheus.GaugeValue, float64(n), transport)
-		}
+	// The usual transports are always listed, so a dashboard sees a zero
+	// rather than no series.
+	connections := map[string]int{"websocket": 0, "sse": 0, "webrtc": 0}
+	maps.Copy(connections, st.Connections)
+	for transport, n := range connections {
+		ch <- prometheus.MustNewConstMetric(connectionsDesc, prometheus.GaugeValue, float64(n), transport)
 	}
 	ch <- prometheus.MustNewConstMetric(channelsDesc, prometheus.GaugeValue, float64(st.Channels))
 	ch <- prometheus.MustNewConstMetric(subscriptionsDesc, prometheus.GaugeValue, float64(st.Subscriptions))
