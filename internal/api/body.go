@@ -11,35 +11,16 @@ import (
 	"github.com/heraldrt/herald/internal/protocol"
 )
 
-// defaultBodyTimeout bounds the time to send a request body when the
-// serving http.Server has no ReadHeaderTimeout to take the bound from.
-const defaultBodyTimeout = 10 * time.Second
-
 // decodeBody decodes the JSON request body into v. It reads at most maxBytes
 // (ErrMessageTooLarge beyond), rejects unknown fields and trailing data
 // (ErrBadRequest) so that a misspelt field fails loudly instead of being
 // ignored, and treats an empty body as an empty object.
 //
-// The body must arrive within the server's ReadHeaderTimeout of the call
-// (defaultBodyTimeout without one), or decodeBody fails with ErrBadRequest
-// and the connection is closed after the answer. net/http bounds only the
-// headers: its ReadTimeout would also cut SSE streams and long polls, so a
-// client trickling a body would otherwise hold its connection forever.
+// The server bounds the time a body may take to arrive (read_header_timeout
+// from the request's start, internal/server's bodyDeadline); a body that
+// misses it fails here with ErrBadRequest, and the server closes the
+// connection after the answer.
 func decodeBody(w http.ResponseWriter, r *http.Request, maxBytes int64, v any) error {
-	limit := bodyTimeout(r)
-	rc := http.NewResponseController(w)
-	timedOut := false
-	// Writers that cannot take a deadline (test recorders) are read without
-	// one: the bound is against network peers.
-	if rc.SetReadDeadline(time.Now().Add(limit)) == nil {
-		defer func() {
-			// A timed-out connection keeps its expired deadline, so that
-			// net/http cannot block draining the rest of the trickle.
-			if !timedOut {
-				_ = rc.SetReadDeadline(time.Time{})
-			}
-		}()
-	}
 	err := decodeJSON(http.MaxBytesReader(w, r.Body, maxBytes), v)
 	if err == nil {
 		return nil
@@ -49,14 +30,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, maxBytes int64, v any) e
 		return protocol.ErrMessageTooLarge.With("request body exceeds %d bytes", maxBytes)
 	}
 	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
-		timedOut = true
-		if r.ProtoMajor == 1 {
-			// What is left of the body must not be read as the next
-			// request. (On HTTP/2 the deadline ends the stream alone; a
-			// close would end every stream of the connection.)
-			w.Header().Set("Connection", "close")
-		}
-		return protocol.ErrBadRequest.With("request body not received within %v", limit)
+		return protocol.ErrBadRequest.With("request body not received within %v", bodyTimeout(r))
 	}
 	return protocol.ErrBadRequest.With("request body: %v", err)
 }
@@ -82,13 +56,13 @@ func decodeJSON(body io.Reader, v any) error {
 	return err
 }
 
-// bodyTimeout is how long r's body may take to arrive: the serving
-// http.Server's ReadHeaderTimeout, the read_header_timeout option.
+// bodyTimeout is how long r's body may take to arrive, for the error
+// message: the serving http.Server's ReadHeaderTimeout.
 func bodyTimeout(r *http.Request) time.Duration {
-	if s, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok && s.ReadHeaderTimeout > 0 {
+	if s, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
 		return s.ReadHeaderTimeout
 	}
-	return defaultBodyTimeout
+	return 0
 }
 
 // writeJSON answers 200 with v as JSON.

@@ -1,129 +1,17 @@
 package api
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httptrace"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/heraldrt/herald/internal/protocol"
-	"github.com/heraldrt/herald/internal/testkit"
 )
-
-// bodyServer serves decodeBody of a PublishRequest at /, answering the
-// decoded channel or the error, on a real server whose ReadHeaderTimeout is
-// limit. After decoding, the handler waits hold before answering, and fails
-// if the request's context ends meanwhile.
-func bodyServer(t *testing.T, limit, hold time.Duration) *httptest.Server {
-	t.Helper()
-	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req protocol.PublishRequest
-		if err := decodeBody(w, r, 1<<10, &req); err != nil {
-			protocol.WriteHTTPError(w, err)
-			return
-		}
-		if hold > 0 {
-			select {
-			case <-r.Context().Done():
-				protocol.WriteHTTPError(w, protocol.ErrInternal.With("context ended after the body was read: %v", r.Context().Err()))
-				return
-			case <-time.After(hold):
-			}
-		}
-		writeJSON(w, map[string]string{"channel": req.Channel})
-	}))
-	s.Config.ReadHeaderTimeout = limit
-	s.Start()
-	t.Cleanup(s.Close)
-	return s
-}
-
-// TestSlowBodyIsCutOff: a client that sends its headers and then trickles
-// the body is answered 400 with code 107 once the server's
-// ReadHeaderTimeout has passed, and the connection is closed.
-func TestSlowBodyIsCutOff(t *testing.T) {
-	const limit = 300 * time.Millisecond
-	s := bodyServer(t, limit, 0)
-	conn, err := net.DialTimeout("tcp", s.Listener.Addr().String(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	start := time.Now()
-	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"chan")
-	defer testkit.Trickle(conn, []byte(strings.Repeat(" ", 200)), 50*time.Millisecond)()
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("no answer to the slow body: %v", err)
-	}
-	answered := time.Since(start)
-	var e struct{ Error protocol.Error }
-	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadRequest || e.Error.Code != protocol.ErrBadRequest.Code || !strings.Contains(e.Error.Message, "not received within") {
-		t.Errorf("answered %d %+v, want 400 with code 107 saying the body was not received in time", resp.StatusCode, e.Error)
-	}
-	if !resp.Close {
-		t.Errorf("answer does not say Connection: close")
-	}
-	if answered < limit || answered > limit+2*time.Second {
-		t.Errorf("answered after %v, want soon after the %v bound", answered, limit)
-	}
-	// Whatever else the client sends, the server reads no more: it closes
-	// (EOF) or resets the connection, never leaves it open.
-	if _, err := io.Copy(io.Discard, br); errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Errorf("connection still open after the answer")
-	}
-	t.Logf("slow body answered %v after its headers, connection closed %v after them", answered, time.Since(start))
-}
-
-// TestBodyDeadlineEndsWithTheBody: a body that arrives in time leaves no
-// deadline behind: a handler that takes longer than the bound after reading
-// it keeps its context, and the connection serves the next request.
-func TestBodyDeadlineEndsWithTheBody(t *testing.T) {
-	const limit = 200 * time.Millisecond
-	s := bodyServer(t, limit, 3*limit)
-	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}, Timeout: 10 * time.Second}
-	defer client.CloseIdleConnections()
-	var local []string
-	for i := range 2 {
-		body := fmt.Sprintf(`{"channel":"c%d","data":1}`, i)
-		req, err := http.NewRequest(http.MethodPost, s.URL, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var conn string
-		req = req.WithContext(httptraceConn(req, &conn))
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || !bytes.Contains(b, fmt.Appendf(nil, `"c%d"`, i)) {
-			t.Fatalf("request %d: %d %s", i, resp.StatusCode, b)
-		}
-		local = append(local, conn)
-	}
-	if local[0] != local[1] {
-		t.Errorf("second request on %s, first on %s: the connection was not kept", local[1], local[0])
-	}
-}
 
 func TestDecodeBodyErrors(t *testing.T) {
 	for _, tc := range []struct {
@@ -211,13 +99,5 @@ func FuzzDecodeBody(f *testing.F) {
 		default:
 			t.Fatalf("error %v carries code %d, want 107 or 114", err, code)
 		}
-	})
-}
-
-// httptraceConn returns req's context, tracing into local the local address
-// of the connection the request goes on.
-func httptraceConn(req *http.Request, local *string) context.Context {
-	return httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-		GotConn: func(info httptrace.GotConnInfo) { *local = info.Conn.LocalAddr().String() },
 	})
 }

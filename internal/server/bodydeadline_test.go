@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -50,17 +51,31 @@ func trickle(t *testing.T, url string, wait time.Duration) (status int, answered
 // closed, once the body is overdue, instead of when net/http has read the
 // whole trickle (100 bytes at 50 ms: 5 s).
 func TestBodyDeadlineClosesUnreadTrickle(t *testing.T) {
-	srv := httptest.NewServer(bodyDeadline(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "no", http.StatusUnauthorized)
-	}), bodyLimit))
-	defer srv.Close()
-	status, answered, closed := trickle(t, srv.URL, 3*time.Second)
-	// net/http sends the answer once it gave up on the rest of the body.
-	if status != http.StatusUnauthorized || answered > bodyLimit+time.Second {
-		t.Fatalf("answered %d after %v, want 401 within about %v", status, answered, bodyLimit)
-	}
-	if closed > bodyLimit+time.Second {
-		t.Fatalf("closed %v after the headers, want about %v", closed, bodyLimit)
+	for name, h := range map[string]http.HandlerFunc{
+		"refused unread": func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "no", http.StatusUnauthorized)
+		},
+		// A body that fails to decode at its first byte leaves the rest of
+		// the trickle unread too.
+		"malformed": func(w http.ResponseWriter, r *http.Request) {
+			var v any
+			if err := json.NewDecoder(r.Body).Decode(&v); err != nil {
+				http.Error(w, err.Error(), http.StatusUnauthorized)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(bodyDeadline(h, bodyLimit))
+			defer srv.Close()
+			status, answered, closed := trickle(t, srv.URL, 3*time.Second)
+			// net/http sends the answer once it gave up on the rest of the body.
+			if status != http.StatusUnauthorized || answered > bodyLimit+time.Second {
+				t.Fatalf("answered %d after %v, want 401 within about %v", status, answered, bodyLimit)
+			}
+			if closed > bodyLimit+time.Second {
+				t.Fatalf("closed %v after the headers, want about %v", closed, bodyLimit)
+			}
+		})
 	}
 }
 
