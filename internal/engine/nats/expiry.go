@@ -74,12 +74,12 @@ func (m *expiryMarks) expired(gen uint64, now int64) uint64 {
 // expire purges the channel's messages that this node stored and whose
 // HistoryTTL has passed, so a channel's age bounds its storage as its size
 // does. Reads skip expired publications anyway, so a failed purge costs only
-// storage. The channel's last message is never purged: it carries the
-// channel's offset and epoch, and a mark's time is never past while the
-// message just stored, which is newer, is live. Caller must hold ch.mu and
-// call it after storing a message.
-func (e *Engine) expire(ctx context.Context, c *conn, subject string, ch *channel, now int64) {
-	below := ch.expiry.expired(ch.gen, now)
+// storage. last is the sequence of the message just stored, the channel's
+// newest: it is never purged, whatever the clock says (its publish may have
+// waited longer than the TTL), since it carries the channel's offset and
+// epoch. Caller must hold ch.mu and call it after storing a message.
+func (e *Engine) expire(ctx context.Context, c *conn, subject string, ch *channel, now int64, last uint64) {
+	below := min(ch.expiry.expired(ch.gen, now), last)
 	if below == 0 {
 		return
 	}

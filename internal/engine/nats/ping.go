@@ -1,16 +1,13 @@
 package nats
 
-import (
-	"context"
-	"errors"
-)
+import "context"
 
 // Ping reports whether the NATS server answers a round trip: a node whose
 // broker does not is not ready for new clients.
 func (e *Engine) Ping(ctx context.Context) error {
-	c := e.conn.Load()
-	if c == nil {
-		return errors.New("nats: not connected")
+	c, err := e.client(ctx)
+	if err != nil {
+		return err
 	}
 	return c.nc.FlushWithContext(ctx)
 }

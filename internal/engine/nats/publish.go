@@ -120,7 +120,7 @@ func (e *Engine) store(ctx context.Context, c *conn, pub *protocol.Publication, 
 		e.trim(ctx, c, subject, next, opts.HistorySize)
 		if ttl := opts.HistoryTTL.Milliseconds(); ttl > 0 {
 			ch.expiry.add(ch.gen, next.seq, pub.Time+ttl, ttl)
-			e.expire(ctx, c, subject, ch, time.Now().UnixMilli())
+			e.expire(ctx, c, subject, ch, time.Now().UnixMilli(), next.seq)
 		}
 		return protocol.StreamPosition{Epoch: next.epoch, Offset: next.offset}, ack, nil
 	}
