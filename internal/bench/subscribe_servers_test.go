@@ -95,7 +95,13 @@ func TestSubscribeServersAcrossTwoNodes(t *testing.T) {
 		done <- outcome{res, err}
 	}()
 	// While the run publishes, each node holds its half of the subscribers.
+	// A run that ends first, failed or too soon, is reported as such.
 	testkit.WaitFor(t, 30*time.Second, "each node to hold half the subscribers", func() bool {
+		select {
+		case out := <-done:
+			t.Fatalf("run ended before both nodes held half the subscribers: %v\n%s", out.err, log.String())
+		default:
+		}
 		return ownClients(t, a) == subscribers/2 && ownClients(t, b) == subscribers/2
 	})
 	out := <-done
