@@ -394,7 +394,6 @@ export class Client extends Emitter<ClientEvents> {
     this.sessionConnected = true;
     this.switching = null;
     const name = t.name;
-    this.proven.add(name);
     this._clientId = info.client ?? null;
     if (this.lastConnected !== name) {
       const prev = this.lastConnected;
@@ -434,10 +433,12 @@ export class Client extends Emitter<ClientEvents> {
       if (this.getToken) this.tokenStale = true;
       this.registry.staleAllSubscriptionTokens();
       if (lasted >= STABLE_AFTER) this.backoff.reset();
-      // Failures in a row are forgotten once a session of the transport
-      // worked; one that connected without working (a long poll that never
-      // got an answer) ends as a transport failure and counts instead.
-      if (!r.transportFailure) this.failures.set(t.name, 0);
+      // A session that worked proves its transport and forgets its failures
+      // in a row; one that connected without working counts instead.
+      if (!r.unproven) {
+        this.proven.add(t.name);
+        this.failures.set(t.name, 0);
+      }
     }
     this.afterEnd(t.name, wasConnected, r);
   }
@@ -475,7 +476,7 @@ export class Client extends Emitter<ClientEvents> {
         error: r.error ?? new Error(r.reason),
       });
     }
-    if (r.transportFailure && !this.forced && this.opts.order.length > 1) {
+    if (r.transportFailure && (!wasConnected || r.unproven) && !this.forced && this.opts.order.length > 1) {
       const n = (this.failures.get(name) ?? 0) + 1;
       this.failures.set(name, n);
       if (n >= (this.proven.has(name) ? PROVEN_FAILURES : 1)) {

@@ -6,9 +6,10 @@ import type { ClientInfo, Publication, TransportName } from './types.js';
  * so the client stops. `transportFailure`: the transport itself did not work
  * (no answer, handshake refused, timeout), which may make the client fall
  * back to the next transport; a server that answered with an error is no
- * reason to change transports. A session that connected reports it only
- * while it has not yet shown its transport works (long polling whose long
- * polls never got an answer): a later failure is the network's.
+ * reason to change transports. Once a session connected, its failures are
+ * the network's and do not count against the transport, unless `unproven`
+ * says the session never showed the transport works (long polling whose
+ * long polls never got an answer: the first poll answers at once).
  */
 export interface EndReason {
   reason: string;
@@ -16,6 +17,8 @@ export interface EndReason {
   error?: Error;
   permanent?: boolean;
   transportFailure?: boolean;
+  /** The session connected without showing its transport works. */
+  unproven?: boolean;
   /** The connection token was refused as expired: fetch a fresh one. */
   tokenExpired?: boolean;
   /** getToken failed. */

@@ -67,7 +67,7 @@ export class PollTransport implements Transport {
   private end(r: Parameters<TransportHost['ended']>[1]): void {
     if (this.closed) return;
     this.closed = true;
-    if (r.transportFailure && this.connected && (!this.long || this.longPollAnswered)) r = { ...r, transportFailure: false };
+    if (r.transportFailure && this.connected && this.long && !this.longPollAnswered) r = { ...r, unproven: true };
     this.host.ended(this, r);
   }
 

@@ -130,26 +130,36 @@ describe('transport fallback', () => {
     c.connect();
     await tick(0);
     /** Ends the current session for r and waits (in fake time) for the next one to connect. */
-    const endAndReconnect = async (r: { reason: string; transportFailure?: boolean }) => {
+    const endAndReconnect = async (r: { reason: string; transportFailure?: boolean; unproven?: boolean }) => {
       const n = net.sessions.length;
       net.last.drop(r);
       for (let ms = 0; ms < 5_000 && !(net.sessions.length > n && c.state === 'connected'); ms += 10) await tick(10);
       expect(c.state).toBe('connected');
     };
-    // Twice a session connects and its transport then fails at once (as a
-    // long poll cut by a proxy does); then one that worked ends plainly.
-    await endAndReconnect({ reason: 'cut', transportFailure: true });
-    await endAndReconnect({ reason: 'cut', transportFailure: true });
+    // A session that worked proves the transport; a failure after it
+    // connected is the network's and does not count.
     await endAndReconnect({ reason: 'network' });
+    await endAndReconnect({ reason: 'blip', transportFailure: true });
+    // Sessions that connected without showing the transport works (as a
+    // long poll cut by a proxy does) count: three in a row make the client
+    // fall back from a proven transport.
+    await endAndReconnect({ reason: 'cut', transportFailure: true, unproven: true });
+    await endAndReconnect({ reason: 'cut', transportFailure: true, unproven: true });
     expect(c.transport).toBe('websocket');
-    // Three in a row (websocket worked before) make the client fall back.
-    await endAndReconnect({ reason: 'cut', transportFailure: true });
-    await endAndReconnect({ reason: 'cut', transportFailure: true });
-    expect(c.transport).toBe('websocket');
-    await endAndReconnect({ reason: 'cut', transportFailure: true });
+    await endAndReconnect({ reason: 'cut', transportFailure: true, unproven: true });
     expect(c.transport).toBe('sse');
-    expect(net.opened).toEqual(['websocket', 'websocket', 'websocket', 'websocket', 'websocket', 'websocket', 'sse']);
+    expect(net.opened).toEqual(['websocket', 'websocket', 'websocket', 'websocket', 'websocket', 'sse']);
     expect(transports.map((t) => `${t.transport}:${t.reason}`)).toEqual(['websocket:initial', 'sse:fallback']);
+  });
+
+  it('falls back at once from a transport whose only session connected without working', async () => {
+    const { c } = client();
+    c.connect();
+    await tick(0);
+    net.last.drop({ reason: 'cut', transportFailure: true, unproven: true });
+    for (let ms = 0; ms < 5_000 && !(c.state === 'connected' && c.transport === 'sse'); ms += 10) await tick(10);
+    expect(c.transport).toBe('sse');
+    expect(net.opened).toEqual(['websocket', 'sse']);
   });
 
   it('does not fall back when the server answered (no transport failure)', async () => {
