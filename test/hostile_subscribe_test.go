@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/heraldrt/herald/internal/server"
 )
 
 // subscribeCap is max_channels_per_connection, which hostileConfig leaves
@@ -24,6 +26,9 @@ const subscribeCap = 128
 // one must be refused with 106 and nothing else, the connection must stay
 // usable, the server's memory bounded, and other clients served.
 func TestHostileSubscribeCap(t *testing.T) {
+	if d := server.Defaults().MaxChannelsPerConnection; d != subscribeCap {
+		t.Fatalf("max_channels_per_connection defaults to %d; subscribeCap says %d", d, subscribeCap)
+	}
 	bin := hostileBinary(t)
 	const total, window = 10000, 4
 	s := startHostileYAML(t, bin, hostileYAML(1_000_000, 2*total))

@@ -793,6 +793,9 @@ func TestWebRTCShutdownWithVanishedClient(t *testing.T) {
 	cfg.Dev = true
 	cfg.LogLevel = "error"
 	cfg.ShutdownTimeout = 5 * time.Second
+	// The fix under test matters only while a peer's WriteTimeout outlasts
+	// the shutdown: keep it so whatever the default becomes.
+	cfg.WriteTimeout = 30 * time.Second
 	srv := servertest.Start(t, cfg)
 	paths := newICEPaths(t)
 	newRecordingClient(t, srv.URL, client.WebRTC, "vanish:x", func(c *client.Config) {

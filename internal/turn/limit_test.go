@@ -236,6 +236,8 @@ func TestUserBitrateTCP(t *testing.T) {
 					}
 				}
 			}()
+			// Paced writes block once the reader stops at the window's end.
+			_ = from.SetWriteDeadline(time.Now().Add(window + 5*time.Second))
 			_, took := flow(t, 4*budget, func(b []byte) error { _, err := from.Write(b); return err })
 			capped(t, "a TCP relay", <-got, min(took, window))
 		})

@@ -231,7 +231,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.peers.Wait(grace)
 	cancel()
 	if err != nil && ctx.Err() == nil {
-		for _, p := range s.peers.Members() {
+		// No peer joins after Stop: the list taken then is every peer.
+		for _, p := range peers {
 			p.close(errShutdown)
 		}
 		err = s.peers.Wait(ctx)
