@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"path"
 	"slices"
 	"sort"
 	"sync"
@@ -23,10 +24,19 @@ const (
 	controlDisconnect  = "disconnect"
 	controlSurvey      = "survey"
 	controlSurveyReply = "survey_reply"
+	controlUnsubscribe = "unsubscribe"
 )
 
-// surveyConnections is the only survey so far: a user's connections.
-const surveyConnections = "connections"
+// Surveys: the connections matching a filter, and the channels with
+// subscribers matching a pattern.
+const (
+	surveyConnections = "connections"
+	surveyChannels    = "channels"
+)
+
+// maxSurveyChannels bounds the channels one node reports in a channels
+// survey, so that one reply stays a small control message.
+const maxSurveyChannels = 10000
 
 // maxSurveyReplies bounds the survey replies a node works on at once; a
 // node flooded with surveys drops the excess rather than pile up goroutines.
@@ -47,6 +57,10 @@ type controlMessage struct {
 	SurveyID    string           `json:"survey_id,omitempty"`
 	Op          string           `json:"op,omitempty"`
 	Connections []ConnectionInfo `json:"connections,omitempty"`
+	// Channels surveys: the pattern asked for, and the counts answered.
+	Pattern   string         `json:"pattern,omitempty"`
+	Channels  map[string]int `json:"channels,omitempty"`
+	Truncated bool           `json:"truncated,omitempty"`
 }
 
 // ConnectionInfo describes one client connection somewhere in the cluster.
@@ -84,9 +98,11 @@ type cluster struct {
 	// stopped is set by Shutdown before it waits for wg, so no survey
 	// reply starts after the wait begins.
 	stopped bool
-	// replying bounds concurrent survey replies.
-	replying chan struct{}
-	wg       sync.WaitGroup
+	// replying bounds concurrent survey replies; unsubscribing, the
+	// server-side unsubscribes in flight.
+	replying      chan struct{}
+	unsubscribing chan struct{}
+	wg            sync.WaitGroup
 }
 
 type peer struct {
@@ -96,7 +112,8 @@ type peer struct {
 
 type survey struct {
 	waiting map[string]bool
-	replies []ConnectionInfo
+	// onReply merges one node's answer; it runs with cluster.mu held.
+	onReply func(controlMessage)
 	done    chan struct{}
 }
 
@@ -104,6 +121,7 @@ func (c *cluster) init() {
 	c.peers = make(map[string]peer)
 	c.surveys = make(map[string]*survey)
 	c.replying = make(chan struct{}, maxSurveyReplies)
+	c.unsubscribing = make(chan struct{}, maxUnsubscribing)
 }
 
 // heartbeatLoop announces the node until done is closed, then says goodbye
@@ -160,6 +178,8 @@ func (n *Node) handleControl(data []byte) {
 		n.cluster.mu.Unlock()
 	case controlDisconnect:
 		n.disconnectLocal(ConnectionFilter{User: m.User, Client: m.Client}, m.Reconnect)
+	case controlUnsubscribe:
+		n.unsubscribeLocal(m)
 	case controlSignal:
 		if m.From != n.id && m.Client != "" && len(m.Frame) > 0 {
 			n.deliverSignal(m.Client, m.Channel, m.Frame)
@@ -172,7 +192,7 @@ func (n *Node) handleControl(data []byte) {
 		n.cluster.mu.Lock()
 		if sv := n.cluster.surveys[m.SurveyID]; sv != nil && sv.waiting[m.From] {
 			delete(sv.waiting, m.From)
-			sv.replies = append(sv.replies, m.Connections...)
+			sv.onReply(m)
 			if len(sv.waiting) == 0 {
 				close(sv.done)
 			}
@@ -184,7 +204,7 @@ func (n *Node) handleControl(data []byte) {
 }
 
 func (n *Node) answerSurvey(m controlMessage) {
-	if m.Op != surveyConnections {
+	if m.Op != surveyConnections && m.Op != surveyChannels {
 		return
 	}
 	select {
@@ -204,13 +224,18 @@ func (n *Node) answerSurvey(m controlMessage) {
 	go func() {
 		defer n.cluster.wg.Done()
 		defer func() { <-n.cluster.replying }()
-		conns := n.localConnections(ConnectionFilter{User: m.User, Client: m.Client, Channel: m.Channel})
-		n.sendControl(controlMessage{Type: controlSurveyReply, SurveyID: m.SurveyID, Connections: conns}, m.From)
+		reply := controlMessage{Type: controlSurveyReply, SurveyID: m.SurveyID}
+		if m.Op == surveyChannels {
+			reply.Channels, reply.Truncated = n.localChannels(m.Pattern)
+		} else {
+			reply.Connections = n.localConnections(ConnectionFilter{User: m.User, Client: m.Client, Channel: m.Channel})
+		}
+		n.sendControl(reply, m.From)
 	}()
 }
 
-// stop waits for the heartbeat (which says goodbye once n.done is closed)
-// and the survey replies in flight.
+// stop waits for the heartbeat (which says goodbye once n.done is closed),
+// the survey replies and the server-side unsubscribes in flight.
 func (c *cluster) stop() {
 	c.mu.Lock()
 	c.stopped = true
@@ -315,16 +340,30 @@ func (n *Node) Connections(ctx context.Context, f ConnectionFilter) (Connections
 	if f.User == "" && f.Client == "" && f.Channel == "" {
 		return ConnectionsResult{}, protocol.ErrBadRequest.With("user, client or channel required")
 	}
+	local := n.localConnections(f)
+	var remote []ConnectionInfo
+	missing, err := n.runSurvey(ctx, controlMessage{Op: surveyConnections, User: f.User, Client: f.Client, Channel: f.Channel},
+		func(m controlMessage) { remote = append(remote, m.Connections...) })
+	if err != nil {
+		return ConnectionsResult{}, err
+	}
+	return ConnectionsResult{Connections: sortConnections(append(local, remote...)), Missing: missing}, nil
+}
+
+// runSurvey asks every other live node the question in q (its Op and
+// filters) and hands each answer to onReply, one at a time, until every
+// node answered or ctx ends. It returns the nodes that did not answer,
+// sorted. With no other node it returns at once.
+func (n *Node) runSurvey(ctx context.Context, q controlMessage, onReply func(controlMessage)) ([]string, error) {
 	id := newID()
-	sv := &survey{waiting: make(map[string]bool), done: make(chan struct{})}
+	sv := &survey{waiting: make(map[string]bool), onReply: onReply, done: make(chan struct{})}
 	for _, info := range n.liveNodes() {
 		if info.ID != n.id {
 			sv.waiting[info.ID] = true
 		}
 	}
-	local := n.localConnections(f)
 	if len(sv.waiting) == 0 {
-		return ConnectionsResult{Connections: sortConnections(local)}, nil
+		return nil, nil
 	}
 	n.cluster.mu.Lock()
 	n.cluster.surveys[id] = sv
@@ -334,26 +373,93 @@ func (n *Node) Connections(ctx context.Context, f ConnectionFilter) (Connections
 		delete(n.cluster.surveys, id)
 		n.cluster.mu.Unlock()
 	}()
-	data, err := json.Marshal(controlMessage{Type: controlSurvey, From: n.id, SurveyID: id, Op: surveyConnections, User: f.User, Client: f.Client, Channel: f.Channel})
+	q.Type, q.From, q.SurveyID = controlSurvey, n.id, id
+	data, err := json.Marshal(q)
 	if err != nil {
-		return ConnectionsResult{}, err
+		return nil, err
 	}
 	// Sent to every node: the engines have no multicast, and a node ignores
 	// its own surveys.
 	if err := n.engine.PublishControl(ctx, data, ""); err != nil {
-		return ConnectionsResult{}, n.engineError("survey", err)
+		return nil, n.engineError("survey", err)
 	}
 	select {
 	case <-sv.done:
 	case <-ctx.Done():
 	}
 	n.cluster.mu.Lock()
-	res := ConnectionsResult{Connections: sortConnections(append(local, sv.replies...))}
+	var missing []string
 	for id := range sv.waiting {
-		res.Missing = append(res.Missing, id)
+		missing = append(missing, id)
 	}
 	n.cluster.mu.Unlock()
-	sort.Strings(res.Missing)
+	sort.Strings(missing)
+	return missing, nil
+}
+
+// localChannels returns this node's channels matching pattern (a path.Match
+// glob; empty matches all) with their subscriber counts, at most
+// maxSurveyChannels of them, and whether some were left out.
+func (n *Node) localChannels(pattern string) (map[string]int, bool) {
+	out := make(map[string]int)
+	truncated := false
+	n.hub.channelCounts(func(ch string, subs int) {
+		if pattern != "" {
+			if ok, _ := path.Match(pattern, ch); !ok {
+				return
+			}
+		}
+		if len(out) >= maxSurveyChannels {
+			truncated = true
+			return
+		}
+		out[ch] = subs
+	})
+	return out, truncated
+}
+
+// ChannelCount is one channel's subscribers across the cluster.
+type ChannelCount struct {
+	NumSubscribers int `json:"num_subscribers"`
+	// NumNodes counts the nodes with local subscribers.
+	NumNodes int `json:"num_nodes"`
+}
+
+// ClusterChannelsResult lists the channels with subscribers on any node.
+// Missing names the live nodes that did not answer in time; Truncated says
+// some node had more than maxSurveyChannels matching channels and listed
+// only that many.
+type ClusterChannelsResult struct {
+	Channels  map[string]ChannelCount `json:"channels"`
+	Missing   []string                `json:"missing_nodes,omitempty"`
+	Truncated bool                    `json:"truncated,omitempty"`
+}
+
+// ClusterChannels lists the channels matching pattern (a path.Match glob;
+// empty matches all) that have subscribers on any live node, with their
+// counts summed over the nodes, waiting for each node's answer until ctx
+// ends.
+func (n *Node) ClusterChannels(ctx context.Context, pattern string) (ClusterChannelsResult, error) {
+	if _, err := path.Match(pattern, ""); err != nil {
+		return ClusterChannelsResult{}, protocol.ErrBadRequest.With("pattern %q: %v", truncate(pattern, 64), err)
+	}
+	res := ClusterChannelsResult{Channels: make(map[string]ChannelCount)}
+	merge := func(counts map[string]int, truncated bool) {
+		for ch, subs := range counts {
+			c := res.Channels[ch]
+			c.NumSubscribers += subs
+			c.NumNodes++
+			res.Channels[ch] = c
+		}
+		res.Truncated = res.Truncated || truncated
+	}
+	merge(n.localChannels(pattern))
+	missing, err := n.runSurvey(ctx, controlMessage{Op: surveyChannels, Pattern: pattern},
+		func(m controlMessage) { merge(m.Channels, m.Truncated) })
+	if err != nil {
+		return ClusterChannelsResult{}, err
+	}
+	res.Missing = missing
 	return res, nil
 }
 
