@@ -43,6 +43,10 @@ type hub struct {
 	resyncs  resyncQueue
 	// delivered counts the copies of publications handed to subscribers.
 	delivered atomic.Uint64
+	// occupancy, when set, learns of a channel's first local subscriber
+	// (true) and of its last one leaving; it is called under the channel's
+	// subLock and must not block.
+	occupancy func(channel string, occupied bool)
 }
 
 // channelSubscriber is the part of the engine the hub drives.
@@ -157,6 +161,9 @@ func (h *hub) add(ctx context.Context, channel string, s subscriber) error {
 		sh.mu.Unlock()
 		return err
 	}
+	if h.occupancy != nil {
+		h.occupancy(channel, true)
+	}
 	return nil
 }
 
@@ -184,6 +191,9 @@ func (h *hub) remove(ctx context.Context, channel string, s subscriber) error {
 	}
 	sh.mu.Unlock()
 	if empty {
+		if h.occupancy != nil {
+			h.occupancy(channel, false)
+		}
 		return h.engine.Unsubscribe(ctx, channel)
 	}
 	return nil

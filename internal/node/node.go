@@ -95,6 +95,9 @@ type Config struct {
 	// ICEServers, when set, answers clients asking for STUN and TURN
 	// servers; when nil they get none.
 	ICEServers ICEServersFunc
+	// Events receives connects, subscribes, publishes and the rest of
+	// EventType (webhooks); nil: none are built.
+	Events EventSink
 }
 
 func (c *Config) setDefaults() {
@@ -178,6 +181,9 @@ func New(cfg Config) (*Node, error) {
 		done:      make(chan struct{}),
 	}
 	n.cluster.init()
+	if cfg.Events != nil {
+		n.hub.occupancy = n.occupancy
+	}
 	if p := cfg.PersonalNamespace; p != "" {
 		if _, err := n.ns.resolve(p + ":#user"); err != nil {
 			return nil, fmt.Errorf("node: personal namespace %q is not configured", p)
@@ -318,7 +324,9 @@ func (n *Node) publish(ctx context.Context, ns NamespaceOptions, req protocol.Pu
 		return protocol.PublishResult{}, n.engineError("publish", err)
 	}
 	n.published.Add(1)
-	return protocol.PublishResult{Offset: pos.Offset, Epoch: pos.Epoch}, nil
+	res := protocol.PublishResult{Offset: pos.Offset, Epoch: pos.Epoch}
+	n.emitPublish(req.Channel, data, res, info, req.Tags)
+	return res, nil
 }
 
 // Tag limits: tags travel with every copy of a publication, in history and

@@ -136,6 +136,7 @@ func (n *Node) NewSession(t Transport, opts SessionOptions) (*Session, error) {
 	}
 	s.mu.Lock()
 	s.armExpiryLocked()
+	s.emitSessionLocked(EventConnect, "")
 	s.mu.Unlock()
 	return s, nil
 }
@@ -239,9 +240,13 @@ func (s *Session) Finish() {
 		s.mu.Unlock()
 		return
 	}
+	connected, closing, user := s.state == stateConnected, s.closing, s.cred.UserID
 	s.state = stateFinished
 	subs := s.subs
 	for sub := range subs.all() {
+		if sub.live {
+			s.emitUnsubscribeLocked(sub)
+		}
 		sub.removed = true
 		sub.catchUp = false
 	}
@@ -263,6 +268,9 @@ func (s *Session) Finish() {
 		s.release(ctx, sub)
 	}
 	s.n.sessions.remove(s)
+	if connected {
+		s.emitDisconnect(user, closing)
+	}
 }
 
 // HandleFrame runs every command in one inbound frame, in order. A frame that
@@ -444,6 +452,7 @@ func (s *Session) connect(ctx context.Context, req protocol.ConnectRequest) (pro
 	s.timer.Reset(s.n.cfg.PingInterval)
 	s.limiter = rate.NewLimiter(rate.Limit(s.n.cfg.CommandRate), s.n.cfg.CommandBurst)
 	s.armExpiryLocked()
+	s.emitSessionLocked(EventConnect, "")
 	return protocol.ConnectResult{
 		Client:    s.id,
 		User:      s.cred.UserID,

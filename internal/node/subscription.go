@@ -267,6 +267,10 @@ func (s *Session) subscribe(ctx context.Context, origin subscribeOrigin, req pro
 		s.enqueueLocked(Item{Kind: ItemSubscribed, Push: protocol.PushSubscribed, Channel: req.Channel, Epoch: res.Epoch, Offset: start, Frame: frame})
 	}
 	sub.epoch, sub.offset, sub.live = res.Epoch, start, true
+	s.emitSessionLocked(EventSubscribe, req.Channel)
+	if ns.Presence {
+		s.emitSessionLocked(EventJoin, req.Channel)
+	}
 	if len(pubs) > 0 {
 		sub.fillLocked(pubs, hist.Position.Offset)
 	}
@@ -333,6 +337,9 @@ func (s *Session) Unsubscribe(ctx context.Context, channel string) error {
 	s.mu.Lock()
 	sub := s.subs.get(channel)
 	if sub != nil {
+		if sub.live {
+			s.emitUnsubscribeLocked(sub)
+		}
 		s.subs.remove(channel)
 		sub.removed = true
 		sub.endCatchUpLocked()
