@@ -1,0 +1,234 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/heraldrt/herald/internal/node"
+	"github.com/heraldrt/herald/internal/protocol"
+)
+
+// Paths of the admin API: a password login that returns a session token,
+// and the methods that take it.
+const (
+	AdminLoginPath = "/admin/login"
+	AdminPrefix    = "/admin/api/"
+)
+
+// DefaultAdminSessionTTL is how long an admin session token lasts when
+// AdminConfig.SessionTTL is zero.
+const DefaultAdminSessionTTL = time.Hour
+
+// AdminConfig configures the admin API.
+type AdminConfig struct {
+	Node *node.Node
+	// Password is what POST AdminLoginPath must be given.
+	Password string
+	// Secret signs admin session tokens (HS256), at least MinAdminSecret
+	// bytes.
+	Secret []byte
+	// SessionTTL is how long a session token lasts; zero means
+	// DefaultAdminSessionTTL.
+	SessionTTL time.Duration
+	// ClientIP names the caller of a request, for bounding login attempts
+	// per address; nil uses the connection's remote address.
+	ClientIP func(*http.Request) string
+	Logger   *slog.Logger
+	// MaxBodyBytes bounds a request body; zero means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Admin serves the admin API: POST AdminLoginPath {"password"} answers
+// {"token", "expires_in"}, and every method under AdminPrefix is a POST
+// with "Authorization: Bearer <token>" and a JSON body, answered like the
+// server API's. The server API key does not open it.
+type Admin struct {
+	node         *node.Node
+	api          *Handler
+	tokens       adminTokens
+	passwordHash [sha256.Size]byte
+	logins       *loginLimiter
+	clientIP     func(*http.Request) string
+	log          *slog.Logger
+	now          func() time.Time
+	routes       map[string]http.HandlerFunc
+}
+
+// NewAdmin returns the admin API handler; it refuses a config without a
+// password or with a short secret.
+func NewAdmin(cfg AdminConfig) (*Admin, error) {
+	if cfg.Password == "" {
+		return nil, fmt.Errorf("admin: a password is required")
+	}
+	if len(cfg.Secret) < MinAdminSecret {
+		return nil, fmt.Errorf("admin: the secret is %d bytes, at least %d are needed", len(cfg.Secret), MinAdminSecret)
+	}
+	a := &Admin{
+		node:         cfg.Node,
+		tokens:       adminTokens{secret: cfg.Secret, ttl: cfg.SessionTTL},
+		passwordHash: sha256.Sum256([]byte(cfg.Password)),
+		logins:       newLoginLimiter(),
+		clientIP:     cfg.ClientIP,
+		log:          cfg.Logger,
+		now:          cfg.Now,
+	}
+	if a.tokens.ttl <= 0 {
+		a.tokens.ttl = DefaultAdminSessionTTL
+	}
+	if a.clientIP == nil {
+		a.clientIP = remoteIP
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	maxBody := cfg.MaxBodyBytes
+	if maxBody <= 0 {
+		maxBody = DefaultMaxBodyBytes
+	}
+	// The server API's endpoints, reached through the admin credential.
+	a.api = &Handler{node: cfg.Node, maxBody: maxBody}
+	a.routes = map[string]http.HandlerFunc{
+		"nodes":          serve(maxBody, a.api.info),
+		"connections":    serve(maxBody, a.api.connections),
+		"channels":       serve(maxBody, a.channels),
+		"presence":       serve(maxBody, a.api.presence),
+		"presence_stats": serve(maxBody, a.api.presenceStats),
+		"history":        serve(maxBody, a.api.history),
+		"disconnect":     serve(maxBody, a.api.disconnect),
+		"unsubscribe":    serve(maxBody, a.unsubscribe),
+		"publish":        serve(maxBody, a.api.publish),
+	}
+	return a, nil
+}
+
+// VerifyToken checks an admin session token and returns its expiry. A
+// token not signed with the admin secret fails with ErrNotAdminToken
+// wrapped; other failures are *protocol.Error (ErrTokenExpired,
+// ErrUnauthorized).
+func (a *Admin) VerifyToken(token string) (time.Time, error) {
+	return a.tokens.verify(token)
+}
+
+// ServeHTTP serves AdminLoginPath and the methods under AdminPrefix.
+func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if r.URL.Path == AdminLoginPath {
+		if requirePost(w, r) {
+			a.login(w, r)
+		}
+		return
+	}
+	if err := a.authorize(r); err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="herald-admin"`)
+		protocol.WriteHTTPError(w, err)
+		return
+	}
+	route, ok := a.routes[strings.TrimPrefix(r.URL.Path, AdminPrefix)]
+	if !ok {
+		protocol.WriteHTTPError(w, protocol.ErrMethodNotFound.With("no admin API endpoint %q", truncate(r.URL.Path, 64)))
+		return
+	}
+	if requirePost(w, r) {
+		route(w, r)
+	}
+}
+
+func (a *Admin) authorize(r *http.Request) error {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") {
+		return protocol.ErrUnauthorized.With(`missing "Authorization: Bearer <admin session token>" header; POST %s to get one`, AdminLoginPath)
+	}
+	if _, err := a.tokens.verify(strings.TrimSpace(token)); err != nil {
+		if pe := protocol.AsError(err); pe.Code == protocol.ErrTokenExpired.Code {
+			return pe
+		}
+		return protocol.ErrUnauthorized.With("invalid admin session token")
+	}
+	return nil
+}
+
+// loginRequest is the body of a login.
+type loginRequest struct {
+	Password string `json:"password"`
+}
+
+// LoginResult is a login's answer: a session token for the admin API and
+// the admin UI's connection, and its lifetime in seconds.
+type LoginResult struct {
+	Token     string `json:"token"`
+	ExpiresIn int    `json:"expires_in"`
+}
+
+// login checks the password, bounded per address by the login limiter so
+// that it cannot be guessed at speed.
+func (a *Admin) login(w http.ResponseWriter, r *http.Request) {
+	ip := a.clientIP(r)
+	if wait, ok := a.logins.allow(ip, a.now()); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds()+0.999)))
+		protocol.WriteHTTPError(w, protocol.ErrTooManyRequests.With("too many login attempts; retry in %v", wait.Round(time.Second)))
+		return
+	}
+	var req loginRequest
+	if err := decodeBody(w, r, 4<<10, &req); err != nil {
+		protocol.WriteHTTPError(w, err)
+		return
+	}
+	got := sha256.Sum256([]byte(req.Password))
+	if subtle.ConstantTimeCompare(got[:], a.passwordHash[:]) != 1 {
+		a.log.Warn("admin login refused: wrong password", "ip", ip)
+		protocol.WriteHTTPError(w, protocol.ErrUnauthorized.With("wrong password"))
+		return
+	}
+	token, err := a.tokens.mint(a.now())
+	if err != nil {
+		a.log.Error("admin session token not minted", "err", err)
+		protocol.WriteHTTPError(w, protocol.ErrInternal)
+		return
+	}
+	a.log.Info("admin logged in", "ip", ip)
+	writeJSON(w, LoginResult{Token: token, ExpiresIn: int(a.tokens.ttl.Seconds())})
+}
+
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// channels lists the channels with subscribers on any node, with counts
+// summed over the cluster.
+func (a *Admin) channels(ctx context.Context, req *ChannelsRequest) (any, error) {
+	ctx, cancel := context.WithTimeout(ctx, surveyTimeout)
+	defer cancel()
+	return a.node.ClusterChannels(ctx, req.Pattern)
+}
+
+// UnsubscribeRequest ends the subscriptions to Channel of a user's
+// connections, or of one client's, on every node.
+type UnsubscribeRequest struct {
+	User    string `json:"user,omitempty"`
+	Client  string `json:"client,omitempty"`
+	Channel string `json:"channel"`
+}
+
+func (a *Admin) unsubscribe(ctx context.Context, req *UnsubscribeRequest) (any, error) {
+	if err := a.node.Unsubscribe(ctx, node.ConnectionFilter{User: req.User, Client: req.Client}, req.Channel); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}

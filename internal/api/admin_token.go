@@ -1,0 +1,83 @@
+package api
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/heraldrt/herald/internal/protocol"
+)
+
+// AdminAudience is the "aud" of admin session tokens: it keeps them apart
+// from connection tokens even where the secrets were made equal by mistake.
+const AdminAudience = "herald-admin"
+
+// adminSubject is the "sub" of admin session tokens, and so the user id of
+// the admin UI's connection.
+const adminSubject = "admin"
+
+// MinAdminSecret is the shortest admin.secret accepted, as for HS256
+// connection tokens (RFC 7518 §3.2).
+const MinAdminSecret = 32
+
+// adminMethod is the only algorithm admin session tokens are signed and
+// accepted with: pinning it keeps "alg" in the token from choosing.
+var adminMethod = jwt.SigningMethodHS256
+
+// ErrNotAdminToken is VerifyAdminToken's answer for a token that was not
+// signed with the admin secret at all (as opposed to an admin token that
+// expired), so callers can try it as another kind of token.
+var ErrNotAdminToken = errors.New("not an admin session token")
+
+// adminTokens mints and verifies admin session tokens.
+type adminTokens struct {
+	secret []byte
+	ttl    time.Duration
+}
+
+func (a adminTokens) mint(now time.Time) (string, error) {
+	id := make([]byte, 12)
+	if _, err := rand.Read(id); err != nil {
+		return "", err
+	}
+	claims := jwt.RegisteredClaims{
+		Subject:   adminSubject,
+		Audience:  jwt.ClaimStrings{AdminAudience},
+		IssuedAt:  jwt.NewNumericDate(now),
+		ExpiresAt: jwt.NewNumericDate(now.Add(a.ttl)),
+		ID:        hex.EncodeToString(id),
+	}
+	return jwt.NewWithClaims(adminMethod, claims).SignedString(a.secret)
+}
+
+// verify returns the expiry of a valid admin session token. A token not
+// signed with the secret (or not with HS256) fails with ErrNotAdminToken
+// wrapped; a signed one that is expired with protocol.ErrTokenExpired, and
+// one whose claims are wrong otherwise with protocol.ErrUnauthorized.
+func (a adminTokens) verify(token string) (time.Time, error) {
+	var claims jwt.RegisteredClaims
+	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return a.secret, nil },
+		jwt.WithValidMethods([]string{adminMethod.Alg()}),
+		jwt.WithAudience(AdminAudience),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(5*time.Second),
+	)
+	switch {
+	case err == nil:
+	case errors.Is(err, jwt.ErrTokenMalformed), errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		return time.Time{}, fmt.Errorf("%w: %v", ErrNotAdminToken, err)
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return time.Time{}, protocol.ErrTokenExpired.With("admin session expired: log in again")
+	default:
+		return time.Time{}, protocol.ErrUnauthorized.With("admin session token: %v", err)
+	}
+	if claims.Subject != adminSubject {
+		return time.Time{}, protocol.ErrUnauthorized.With("admin session token: wrong subject")
+	}
+	return claims.ExpiresAt.Time, nil
+}

@@ -1,0 +1,63 @@
+package api
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/heraldrt/herald/internal/protocol"
+)
+
+func TestAdminTokens(t *testing.T) {
+	secret := []byte(testAdminSecret)
+	a := adminTokens{secret: secret, ttl: time.Hour}
+	now := time.Now()
+	tok := mustMint(t, a, now)
+	exp, err := a.verify(tok)
+	if err != nil || exp.Unix() != now.Add(time.Hour).Unix() {
+		t.Fatalf("verify: %v, %v", exp, err)
+	}
+
+	sign := func(method jwt.SigningMethod, claims jwt.MapClaims) string {
+		s, err := jwt.NewWithClaims(method, claims).SignedString(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	valid := func() jwt.MapClaims {
+		return jwt.MapClaims{"sub": adminSubject, "aud": AdminAudience, "iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}
+	}
+	notAdmin := map[string]string{
+		"garbage":      "not a token",
+		"other secret": mustMint(t, adminTokens{secret: []byte(strings.Repeat("y", 32)), ttl: time.Hour}, now),
+		// The algorithm is pinned: HS512 with the right secret is refused.
+		"HS512": sign(jwt.SigningMethodHS512, valid()),
+		"none":  func() string { s, _ := jwt.NewWithClaims(jwt.SigningMethodNone, valid()).SignedString(jwt.UnsafeAllowNoneSignatureType); return s }(),
+	}
+	for name, tok := range notAdmin {
+		if _, err := a.verify(tok); !errors.Is(err, ErrNotAdminToken) {
+			t.Errorf("%s: %v, want ErrNotAdminToken", name, err)
+		}
+	}
+	wrong := map[string]jwt.MapClaims{
+		"no exp":       {"sub": adminSubject, "aud": AdminAudience},
+		"other aud":    {"sub": adminSubject, "aud": "herald", "exp": now.Add(time.Minute).Unix()},
+		"other sub":    {"sub": "alice", "aud": AdminAudience, "exp": now.Add(time.Minute).Unix()},
+		"future iat":   {"sub": adminSubject, "aud": AdminAudience, "iat": now.Add(time.Hour).Unix(), "exp": now.Add(2 * time.Hour).Unix()},
+		"connect-like": {"sub": "alice", "exp": now.Add(time.Minute).Unix()},
+	}
+	for name, claims := range wrong {
+		if _, err := a.verify(sign(jwt.SigningMethodHS256, claims)); protocol.AsError(err).Code != protocol.ErrUnauthorized.Code {
+			t.Errorf("%s: %v, want unauthorized", name, err)
+		}
+	}
+	expired := valid()
+	expired["exp"] = now.Add(-time.Minute).Unix()
+	if _, err := a.verify(sign(jwt.SigningMethodHS256, expired)); protocol.AsError(err).Code != protocol.ErrTokenExpired.Code {
+		t.Errorf("expired: %v", err)
+	}
+}
