@@ -20,6 +20,12 @@ type Credentials struct {
 	// Channels are server-side subscriptions, made for the client when it
 	// connects without it asking.
 	Channels []string
+	// viaProxy: the connect proxy vouched for them, so the refresh proxy
+	// renews them.
+	viaProxy bool
+	// meta is the request of a client yet to authenticate, for the connect
+	// proxy; dropped once it has.
+	meta *RequestMeta
 }
 
 // SubscriptionGrant is what a verified subscription token allows: UserID
@@ -61,18 +67,27 @@ func (n *Node) authenticate(ctx context.Context, token string) (Credentials, err
 	if err != nil {
 		return Credentials{}, err
 	}
+	if err := n.completeCredentials(&cred); err != nil {
+		return Credentials{}, err
+	}
+	return cred, nil
+}
+
+// completeCredentials adds the personal channel to verified credentials
+// and checks their server-side subscriptions.
+func (n *Node) completeCredentials(cred *Credentials) error {
 	if ch, ok := n.personalChannel(cred.UserID); ok && !slices.Contains(cred.Channels, ch) {
 		cred.Channels = append(cred.Channels, ch)
 	}
 	for _, ch := range cred.Channels {
 		if _, err := n.ns.resolve(ch); err != nil {
-			return Credentials{}, protocol.ErrUnauthorized.With("channels claim: %v", protocol.AsError(err).Message)
+			return protocol.ErrUnauthorized.With("channels claim: %v", protocol.AsError(err).Message)
 		}
 	}
-	if len(cred.Channels) > n.cfg.MaxChannelsPerSession {
-		return Credentials{}, protocol.ErrUnauthorized.With("channels claim lists %d channels, at most %d", len(cred.Channels), n.cfg.MaxChannelsPerSession)
+	if len(cred.Channels) > n.limits().MaxChannelsPerSession {
+		return protocol.ErrUnauthorized.With("channels claim lists %d channels, at most %d", len(cred.Channels), n.limits().MaxChannelsPerSession)
 	}
-	return cred, nil
+	return nil
 }
 
 // VerifySubscriptionTokens checks subscription tokens presented together
@@ -83,8 +98,8 @@ func (n *Node) VerifySubscriptionTokens(ctx context.Context, tokens, channels []
 	if len(tokens) == 0 {
 		return nil, nil
 	}
-	if len(tokens) > n.cfg.MaxChannelsPerSession {
-		return nil, protocol.ErrLimitExceeded.With("%d subscription tokens, at most %d", len(tokens), n.cfg.MaxChannelsPerSession)
+	if len(tokens) > n.limits().MaxChannelsPerSession {
+		return nil, protocol.ErrLimitExceeded.With("%d subscription tokens, at most %d", len(tokens), n.limits().MaxChannelsPerSession)
 	}
 	if n.cfg.Verifier == nil {
 		return nil, protocol.ErrPermissionDenied.With("subscription token: this server accepts no tokens: no keys configured")
@@ -232,17 +247,31 @@ func WithCredentials(ctx context.Context, cred Credentials) context.Context {
 }
 
 // CredentialsFrom returns the credentials WithCredentials attached to ctx.
+// Without them, the zero credentials it returns carry the request's
+// WithRequestMeta, for a session's connect proxy.
 func CredentialsFrom(ctx context.Context) (Credentials, bool) {
 	cred, ok := ctx.Value(credentialsKey{}).(Credentials)
+	if !ok {
+		cred.meta = requestMetaFrom(ctx)
+	}
 	return cred, ok
 }
 
 // RequestCredentials returns the credentials WithCredentials attached to
-// ctx. Without them the client is anonymous, if Config.AllowAnonymous lets
-// it in at all.
+// ctx. Without them the connect proxy, if any, says who the client is;
+// otherwise it is anonymous, if Config.AllowAnonymous lets it in at all.
 func (n *Node) RequestCredentials(ctx context.Context) (Credentials, error) {
-	if cred, ok := CredentialsFrom(ctx); ok {
+	cred, ok := CredentialsFrom(ctx)
+	if ok {
 		return cred, nil
+	}
+	if n.cfg.Proxy.Connect != nil {
+		cred, _, err := n.proxyConnect(ctx, nil, cred.meta, nil)
+		return cred, err
 	}
 	return n.Authenticate(ctx, "")
 }
+
+// ProxiesConnect reports whether clients without a token are authenticated
+// by the connect proxy.
+func (n *Node) ProxiesConnect() bool { return n.cfg.Proxy.Connect != nil }

@@ -20,6 +20,9 @@ func (s *Session) armExpiryLocked() {
 	}
 	left := time.Until(exp)
 	ask := left - min(s.n.cfg.RefreshBefore, left/2)
+	if s.refreshByProxyLocked() {
+		ask = left
+	}
 	s.refreshAsked = false
 	if s.expiry == nil {
 		s.expiry = time.AfterFunc(ask, s.onExpiryTimer)
@@ -39,6 +42,10 @@ func (s *Session) onExpiryTimer() {
 		return
 	}
 	left := time.Until(s.cred.ExpiresAt)
+	if left <= 0 && s.refreshByProxyLocked() {
+		go s.proxyRefresh()
+		return
+	}
 	if left <= 0 {
 		s.closeLocked(protocol.DisconnectTokenExpired)
 		return

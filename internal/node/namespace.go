@@ -68,6 +68,11 @@ type NamespaceOptions struct {
 	// WebRTC makes every channel of the namespace a room: its members (its
 	// presence) may send signals to one another. It needs Presence.
 	WebRTC bool `koanf:"webrtc" json:"webrtc"`
+	// ProxySubscribe and ProxyPublish ask the backend (the subscribe and
+	// publish proxies) whether a client may subscribe or publish, in place
+	// of the rules above; a subscription token still suffices to subscribe.
+	ProxySubscribe bool `koanf:"proxy_subscribe" json:"proxy_subscribe"`
+	ProxyPublish   bool `koanf:"proxy_publish" json:"proxy_publish"`
 }
 
 // Validate checks the options for values that cannot work.

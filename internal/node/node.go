@@ -35,7 +35,8 @@ type Config struct {
 	// may then do is up to each namespace's "anyone" rules.
 	Verifier       TokenVerifier
 	AllowAnonymous bool
-	// Observer learns of publishes, disconnects and refusals; nil: nothing.
+	// Observer learns of engine calls, fan-outs, writes, disconnects and
+	// refusals, for metrics; nil: nothing.
 	Observer Observer
 	Name     string
 	Version  string
@@ -95,9 +96,16 @@ type Config struct {
 	// ICEServers, when set, answers clients asking for STUN and TURN
 	// servers; when nil they get none.
 	ICEServers ICEServersFunc
+	// DrainSpread is the window over which Shutdown tells sessions to
+	// reconnect and answers long polls, in a random order, so their clients
+	// reach the remaining nodes spread out; zero tells all at once.
+	DrainSpread time.Duration
 	// Events receives connects, subscribes, publishes and the rest of
 	// EventType (webhooks); nil: none are built.
 	Events EventSink
+	// Proxy asks the application's backend to authenticate and authorize
+	// clients and to answer their RPCs; see Proxies.
+	Proxy Proxies
 }
 
 func (c *Config) setDefaults() {
@@ -139,7 +147,8 @@ func (c *Config) setDefaults() {
 type Node struct {
 	cfg       Config
 	engine    engine.Engine
-	ns        namespaces
+	// ns holds the namespaces and limits in force, which Reload swaps.
+	ns        liveRef
 	hub       *hub
 	id        string
 	log       *slog.Logger
@@ -165,30 +174,32 @@ func New(cfg Config) (*Node, error) {
 	if cfg.PongTimeout >= cfg.PingInterval {
 		return nil, fmt.Errorf("node: pong timeout %v must be shorter than ping interval %v", cfg.PongTimeout, cfg.PingInterval)
 	}
-	ns, err := newNamespaces(cfg.Namespaces, cfg.Dev)
-	if err != nil {
-		return nil, fmt.Errorf("node: %w", err)
-	}
+	// Every engine call the node makes, the hub's included, is timed for
+	// the Observer by the wrapper.
+	observed := observeEngine(cfg.Engine, cfg.Observer)
 	n := &Node{
 		cfg:       cfg,
-		engine:    cfg.Engine,
-		ns:        ns,
-		hub:       newHub(cfg.Engine, cfg.Logger),
+		engine:    observed,
+		hub:       newHub(observed, cfg.Logger),
 		id:        newID(),
 		log:       cfg.Logger,
 		startedAt: time.Now(),
 		sessions:  sessionRegistry{byID: make(map[string]*Session), users: make(map[string]int), transports: make(map[string]int)},
 		done:      make(chan struct{}),
 	}
+	n.hub.obs = cfg.Observer
 	n.cluster.init()
 	if cfg.Events != nil {
 		n.hub.occupancy = n.occupancy
 	}
-	if p := cfg.PersonalNamespace; p != "" {
-		if _, err := n.ns.resolve(p + ":#user"); err != nil {
-			return nil, fmt.Errorf("node: personal namespace %q is not configured", p)
-		}
+	if err := checkProxies(cfg.Proxy, cfg.Namespaces); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
 	}
+	live, err := n.newLiveConfig(liveOf(&cfg))
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	n.ns.p.Store(live)
 	return n, nil
 }
 
@@ -210,15 +221,12 @@ func (n *Node) ID() string { return n.id }
 func (n *Node) Draining() bool { return n.draining.Load() }
 
 // Shutdown tells every session to reconnect elsewhere (DisconnectShutdown),
-// waits for their transports to finish them, then closes the engine. When ctx
+// spread over Config.DrainSpread, waits for their transports to finish them, then closes the engine. When ctx
 // ends first, the engine is closed anyway and ctx's error returned.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.draining.Store(true)
 	n.doneOnce.Do(func() { close(n.done) })
-	n.polls.notifyAll()
-	for _, s := range n.sessions.all() {
-		s.Close(protocol.DisconnectShutdown)
-	}
+	n.drain(ctx, n.cfg.DrainSpread)
 	waitErr := n.sessions.waitEmpty(ctx)
 	n.cluster.stop()
 	closeCtx := ctx
@@ -294,7 +302,7 @@ func (n *Node) clientPublish(ctx context.Context, cred Credentials, info *protoc
 	if err != nil {
 		return protocol.PublishResult{}, err
 	}
-	if err := n.authorize(cred, ns, req.Channel, actPublish, az); err != nil {
+	if err := n.authorizePublish(ctx, cred, info, ns, &req, az); err != nil {
 		return protocol.PublishResult{}, err
 	}
 	return n.publish(ctx, ns, req, info)
@@ -304,8 +312,8 @@ func (n *Node) publish(ctx context.Context, ns NamespaceOptions, req protocol.Pu
 	if n.draining.Load() {
 		return protocol.PublishResult{}, protocol.ErrShuttingDown
 	}
-	if len(req.Data) > n.cfg.MaxPublicationSize {
-		return protocol.PublishResult{}, protocol.ErrMessageTooLarge.With("data is %d bytes, limit %d", len(req.Data), n.cfg.MaxPublicationSize)
+	if len(req.Data) > n.limits().MaxPublicationSize {
+		return protocol.PublishResult{}, protocol.ErrMessageTooLarge.With("data is %d bytes, limit %d", len(req.Data), n.limits().MaxPublicationSize)
 	}
 	data, err := protocol.NormalizeData(req.Data)
 	if err != nil {
@@ -317,9 +325,7 @@ func (n *Node) publish(ctx context.Context, ns NamespaceOptions, req protocol.Pu
 	if err := checkTags(req.Tags); err != nil {
 		return protocol.PublishResult{}, err
 	}
-	began := time.Now()
 	pos, err := n.engine.Publish(ctx, req.Channel, data, n.publishOptions(ns, req.Ephemeral, req.IdempotencyKey, info, req.Tags))
-	n.observer().Published(time.Since(began), err)
 	if err != nil {
 		return protocol.PublishResult{}, n.engineError("publish", err)
 	}
@@ -385,12 +391,12 @@ func (n *Node) history(ctx context.Context, ns NamespaceOptions, req protocol.Hi
 	if req.Since != nil && !protocol.ValidEpoch(req.Since.Epoch) {
 		return protocol.HistoryResult{}, protocol.ErrInvalidPosition.With("bad epoch")
 	}
-	if req.Limit > n.cfg.MaxHistoryLimit {
-		return protocol.HistoryResult{}, protocol.ErrLimitExceeded.With("limit %d exceeds the maximum of %d publications per request", req.Limit, n.cfg.MaxHistoryLimit)
+	if req.Limit > n.limits().MaxHistoryLimit {
+		return protocol.HistoryResult{}, protocol.ErrLimitExceeded.With("limit %d exceeds the maximum of %d publications per request", req.Limit, n.limits().MaxHistoryLimit)
 	}
 	limit := req.Limit
 	if limit == 0 {
-		limit = n.cfg.MaxHistoryLimit
+		limit = n.limits().MaxHistoryLimit
 	}
 	res, err := n.engine.History(ctx, req.Channel, engine.HistoryQuery{Since: req.Since, Limit: limit, Reverse: req.Reverse})
 	if err != nil {

@@ -86,8 +86,8 @@ func (n *Node) StartPoll(ctx context.Context, cred Credentials, req PollRequest,
 	if len(channels) == 0 {
 		return nil, nil, protocol.ErrBadRequest.With("at least one channel required")
 	}
-	if len(channels) > n.cfg.MaxChannelsPerSession {
-		return nil, nil, protocol.ErrLimitExceeded.With("at most %d channels per poll", n.cfg.MaxChannelsPerSession)
+	if len(channels) > n.limits().MaxChannelsPerSession {
+		return nil, nil, protocol.ErrLimitExceeded.With("at most %d channels per poll", n.limits().MaxChannelsPerSession)
 	}
 	if req.Timeout < 0 || req.Timeout > MaxPollTimeout {
 		return nil, nil, protocol.ErrBadRequest.With("timeout must be between 0 and %v", MaxPollTimeout)
@@ -105,7 +105,7 @@ func (n *Node) StartPoll(ctx context.Context, cred Credentials, req PollRequest,
 		if g, ok := grants[ch]; ok {
 			az.grant = &g
 		}
-		if err := n.authorize(cred, ns, ch, actSubscribe, az); err != nil {
+		if err := n.authorizeSubscribe(ctx, nil, cred, ns, ch, az); err != nil {
 			return nil, nil, err
 		}
 		if ns.HistorySize == 0 {
@@ -218,18 +218,16 @@ func (r *pollRegistry) remove(pw *PollWait) {
 	delete(r.waits, pw)
 }
 
-// notifyAll notifies every waiting poll, outside the lock so a notify may
-// close its wait.
-func (r *pollRegistry) notifyAll() {
+// all lists the waiting polls; callers notify them outside the lock, so a
+// notify may close its wait.
+func (r *pollRegistry) all() []*PollWait {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	all := make([]*PollWait, 0, len(r.waits))
 	for pw := range r.waits {
 		all = append(all, pw)
 	}
-	r.mu.Unlock()
-	for _, pw := range all {
-		pw.w.notify()
-	}
+	return all
 }
 
 func (n *Node) removeWaiter(ctx context.Context, channels []string, w *pollWaiter) {
@@ -250,7 +248,7 @@ func (n *Node) readSince(ctx context.Context, channels []string, positions []pro
 	for i, ch := range channels {
 		q := engine.HistoryQuery{}
 		if positions != nil {
-			q = engine.HistoryQuery{Since: &positions[i], Limit: n.cfg.MaxHistoryLimit}
+			q = engine.HistoryQuery{Since: &positions[i], Limit: n.limits().MaxHistoryLimit}
 		}
 		hist, err := n.engine.History(ctx, ch, q)
 		if err != nil {

@@ -2,8 +2,11 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -87,8 +90,16 @@ type Session struct {
 	// counts commands refused in a row.
 	limiter  *rate.Limiter
 	rejected int
+	// liveSince is the engine's accept time (Unix ms) of the oldest live
+	// publication queued since the last Drain, and drainedSince that of the
+	// last Drain's items, for Wrote; 0: none.
+	liveSince, drainedSince int64
 
 	connectedAt time.Time
+	// log is built on first use with logUser, the user named in log lines
+	// (logging.go); atomic because sessions log with and without mu held.
+	log     atomic.Pointer[slog.Logger]
+	logUser atomic.Pointer[string]
 
 	// admitted and admittedAs (the user the session counts for) are guarded
 	// by the session registry's lock, not mu.
@@ -123,6 +134,7 @@ func (n *Node) NewSession(t Transport, opts SessionOptions) (*Session, error) {
 		out:              outbox{maxBytes: n.cfg.MaxQueueBytes},
 		connectedAt:      time.Now(),
 	}
+	s.setLogUser(opts.Credentials.UserID)
 	if s.bidi {
 		s.timer = time.AfterFunc(n.cfg.ConnectTimeout, s.onTimer)
 		n.sessions.add(s)
@@ -130,7 +142,7 @@ func (n *Node) NewSession(t Transport, opts SessionOptions) (*Session, error) {
 	}
 	s.state = stateConnected
 	n.sessions.add(s)
-	if err := n.sessions.admit(s, n.cfg.MaxConnectionsPerUser); err != nil {
+	if err := n.sessions.admit(s, n.limits().MaxConnectionsPerUser); err != nil {
 		n.sessions.remove(s)
 		return nil, err
 	}
@@ -158,6 +170,7 @@ func (s *Session) Drain(dst []Item) ([]Item, *protocol.Disconnect) {
 		dst = append(dst, Item{Kind: ItemFrame, Push: protocol.PushPing, Frame: protocol.PingFrame})
 	}
 	dst = s.out.drainTo(dst)
+	s.drainedSince, s.liveSince = s.liveSince, 0
 	if s.catchingUp > 0 && s.closing == nil {
 		s.fetchPagesLocked()
 	}
@@ -190,6 +203,9 @@ func (s *Session) closeLocked(d protocol.Disconnect) {
 	if d == protocol.DisconnectSlowConsumer {
 		// The client recovers from history after reconnecting; holding its
 		// backlog any longer only costs memory.
+		if queued := s.out.len(); queued > 0 {
+			s.n.observer().Dropped(s.t.Name(), DropSlowConsumer, queued)
+		}
 		s.out.reset()
 	}
 	s.t.Wake()
@@ -219,6 +235,11 @@ func (s *Session) enqueueFrame(frame []byte) {
 }
 
 func (s *Session) reply(id uint32, result any, err error) {
+	var de *disconnectError
+	if errors.As(err, &de) {
+		// A backend proxy asked to close the session; the refusal goes first.
+		defer s.Close(de.d)
+	}
 	if id == 0 {
 		return
 	}
@@ -277,6 +298,7 @@ func (s *Session) Finish() {
 // does not decode closes the session with DisconnectBadRequest; a command
 // that fails gets an error reply.
 func (s *Session) HandleFrame(ctx context.Context, frame []byte) {
+	s.n.observer().Received(s.t.Name())
 	cmds, err := protocol.DecodeCommands(frame)
 	s.mu.Lock()
 	s.pongDue = false
@@ -307,12 +329,12 @@ func (s *Session) admitCommand(c *protocol.Command) bool {
 		return true
 	}
 	s.rejected++
-	if s.rejected > s.n.cfg.CommandBurst {
+	if s.rejected > s.limiter.Burst() {
 		s.closeLocked(protocol.DisconnectTooManyRequests)
 		return false
 	}
 	if c.ID != 0 {
-		e := protocol.ErrTooManyRequests.With("more than %g commands per second", s.n.cfg.CommandRate)
+		e := protocol.ErrTooManyRequests.With("more than %g commands per second", float64(s.limiter.Limit()))
 		s.enqueueLocked(Item{Kind: ItemFrame, Frame: protocol.EncodeReply(&protocol.Reply{ID: c.ID, Error: e})})
 	}
 	return false
@@ -415,6 +437,14 @@ func (s *Session) handleCommand(ctx context.Context, c *protocol.Command) {
 	case protocol.MethodICEServers:
 		res, err := s.iceServers()
 		s.reply(c.ID, res, err)
+	case protocol.MethodRPC:
+		var req protocol.RPCRequest
+		if err := protocol.DecodeParams(c, &req); err != nil {
+			s.reply(c.ID, nil, err)
+			return
+		}
+		res, err := s.n.clientRPC(ctx, s, s.credentials(), req)
+		s.reply(c.ID, res, err)
 	case protocol.MethodPing:
 		s.reply(c.ID, struct{}{}, nil)
 	default:
@@ -432,7 +462,14 @@ func (s *Session) connect(ctx context.Context, req protocol.ConnectRequest) (pro
 	if state != stateNew {
 		return protocol.ConnectResult{}, protocol.ErrBadRequest.With("already connected")
 	}
-	if req.Token != "" || !s.preauthenticated {
+	var data json.RawMessage
+	switch {
+	case req.Token == "" && !s.preauthenticated && s.n.cfg.Proxy.Connect != nil:
+		var err error
+		if cred, data, err = s.n.proxyConnect(ctx, s, cred.meta, req.Data); err != nil {
+			return protocol.ConnectResult{}, err
+		}
+	case req.Token != "" || !s.preauthenticated:
 		var err error
 		if cred, err = s.n.Authenticate(ctx, req.Token); err != nil {
 			return protocol.ConnectResult{}, err
@@ -444,15 +481,16 @@ func (s *Session) connect(ctx context.Context, req protocol.ConnectRequest) (pro
 		return protocol.ConnectResult{}, protocol.ErrBadRequest.With("already connected")
 	}
 	s.cred = cred
-	if err := s.n.sessions.admit(s, s.n.cfg.MaxConnectionsPerUser); err != nil {
+	s.setLogUser(cred.UserID)
+	if err := s.n.sessions.admit(s, s.n.limits().MaxConnectionsPerUser); err != nil {
 		return protocol.ConnectResult{}, err
 	}
 	s.state = stateConnected
 	s.beat = beatIdle
 	s.timer.Reset(s.n.cfg.PingInterval)
-	s.limiter = rate.NewLimiter(rate.Limit(s.n.cfg.CommandRate), s.n.cfg.CommandBurst)
+	lim := s.n.limits()
+	s.limiter = rate.NewLimiter(rate.Limit(lim.CommandRate), lim.CommandBurst)
 	s.armExpiryLocked()
-	s.emitSessionLocked(EventConnect, "")
 	return protocol.ConnectResult{
 		Client:    s.id,
 		User:      s.cred.UserID,
@@ -460,13 +498,22 @@ func (s *Session) connect(ctx context.Context, req protocol.ConnectRequest) (pro
 		Ping:      int(s.n.cfg.PingInterval / time.Second),
 		Pong:      int(s.n.cfg.PongTimeout / time.Second),
 		ExpiresIn: expiresIn(s.cred.ExpiresAt),
+		Data:      data,
 	}, nil
 }
 
 // connectFailure is how a session whose connect failed is closed: a bad
 // token or a full quota would fail again the same way.
 func connectFailure(err error) protocol.Disconnect {
+	var de *disconnectError
 	switch {
+	case errors.As(err, &de):
+		return de.d
+	case errors.Is(err, protocol.ErrBackendUnavailable):
+		return protocol.DisconnectBackendUnavailable
+	case protocol.AsError(err).Code >= protocol.AppErrorMin && protocol.AsError(err).Code <= protocol.AppErrorMax:
+		// The connect proxy's backend refused the client in its own terms.
+		return protocol.DisconnectUnauthorized
 	case errors.Is(err, protocol.ErrTokenExpired):
 		return protocol.DisconnectTokenExpired
 	case errors.Is(err, protocol.ErrLimitExceeded):
@@ -588,7 +635,7 @@ func (s *Session) refreshPresence(channels []string) {
 	info := s.clientInfo()
 	for _, ch := range channels {
 		if err := s.n.engine.AddPresence(ctx, ch, info); err != nil {
-			s.n.log.Warn("presence refresh failed", "channel", ch, "err", err)
+			s.logger().Warn("presence refresh failed", "channel", ch, "err", err)
 		}
 	}
 }

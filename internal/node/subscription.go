@@ -60,7 +60,7 @@ func (sub *subscription) deliverPublication(pub *protocol.Publication, epoch str
 		return
 	}
 	if !sub.live {
-		if len(sub.buffer) >= s.n.cfg.MaxRecoveredPublications {
+		if len(sub.buffer) >= s.n.limits().MaxRecoveredPublications {
 			s.closeLocked(protocol.DisconnectSlowConsumer)
 			return
 		}
@@ -71,7 +71,11 @@ func (sub *subscription) deliverPublication(pub *protocol.Publication, epoch str
 		sub.noteLiveLocked(pub, epoch)
 		return
 	}
+	queued := s.out.len()
 	sub.acceptLocked(pub, epoch, frame)
+	if s.liveSince == 0 && s.out.len() > queued {
+		s.liveSince = pub.Time
+	}
 }
 
 func (sub *subscription) deliverFrame(push string, frame []byte) {
@@ -96,7 +100,7 @@ func (sub *subscription) checkPosition(top protocol.StreamPosition) {
 		return
 	}
 	if top.Epoch != sub.epoch || top.Offset > sub.offset {
-		s.n.log.Info("resync found a gap", "channel", sub.channel, "have", sub.offset, "top", top.Offset)
+		s.logger().Info("resync found a gap", "channel", sub.channel, "have", sub.offset, "top", top.Offset)
 		s.closeLocked(protocol.DisconnectInsufficient)
 	}
 }
@@ -117,7 +121,7 @@ func (sub *subscription) acceptLocked(pub *protocol.Publication, epoch string, f
 		return
 	}
 	if pub.Offset != sub.offset+1 {
-		s.n.log.Warn("gap in channel stream", "channel", sub.channel, "have", sub.offset, "got", pub.Offset)
+		s.logger().Warn("gap in channel stream", "channel", sub.channel, "have", sub.offset, "got", pub.Offset)
 		s.closeLocked(protocol.DisconnectInsufficient)
 		return
 	}
@@ -180,7 +184,7 @@ func (s *Session) subscribe(ctx context.Context, origin subscribeOrigin, req pro
 		return err
 	}
 	if !origin.serverSide {
-		if err := s.n.authorize(s.credentials(), ns, req.Channel, actSubscribe, authorization{grant: origin.grant}); err != nil {
+		if err := s.n.authorizeSubscribe(ctx, s, s.credentials(), ns, req.Channel, authorization{grant: origin.grant}); err != nil {
 			return err
 		}
 	}
@@ -203,9 +207,9 @@ func (s *Session) subscribe(ctx context.Context, origin subscribeOrigin, req pro
 	case s.subs.get(req.Channel) != nil:
 		s.mu.Unlock()
 		return protocol.ErrAlreadySubscribed.With("%q", req.Channel)
-	case s.subs.len() >= s.n.cfg.MaxChannelsPerSession:
+	case s.subs.len() >= s.n.limits().MaxChannelsPerSession:
 		s.mu.Unlock()
-		return protocol.ErrLimitExceeded.With("at most %d subscriptions per connection", s.n.cfg.MaxChannelsPerSession)
+		return protocol.ErrLimitExceeded.With("at most %d subscriptions per connection", s.n.limits().MaxChannelsPerSession)
 	}
 	s.subs.put(sub)
 	s.mu.Unlock()
@@ -218,7 +222,7 @@ func (s *Session) subscribe(ctx context.Context, origin subscribeOrigin, req pro
 	}
 	limit := 0
 	if since != nil && ns.HistorySize > 0 {
-		limit = min(ns.HistorySize, s.n.cfg.MaxRecoveredPublications, catchUpPage)
+		limit = min(ns.HistorySize, s.n.limits().MaxRecoveredPublications, catchUpPage)
 	}
 	hist, err := s.n.engine.History(ctx, req.Channel, engine.HistoryQuery{Since: since, Limit: limit})
 	if err != nil {
@@ -226,7 +230,7 @@ func (s *Session) subscribe(ctx context.Context, origin subscribeOrigin, req pro
 		_ = s.n.hub.remove(context.WithoutCancel(ctx), req.Channel, sub)
 		return s.n.engineError("subscribe history", err)
 	}
-	pubs, recovered := recoverable(since, hist, limit, s.n.cfg.MaxRecoveredPublications)
+	pubs, recovered := recoverable(since, hist, limit, s.n.limits().MaxRecoveredPublications)
 	res := protocol.SubscribeResult{
 		Epoch:         hist.Position.Epoch,
 		Offset:        hist.Position.Offset,
@@ -245,7 +249,7 @@ func (s *Session) subscribe(ctx context.Context, origin subscribeOrigin, req pro
 	// subscribe acknowledged also finds itself in presence.
 	if ns.Presence {
 		if err := s.n.engine.AddPresence(ctx, req.Channel, s.clientInfo()); err != nil {
-			s.n.log.Warn("presence add failed", "channel", req.Channel, "err", err)
+			s.logger().Warn("presence add failed", "channel", req.Channel, "err", err)
 		}
 	}
 	s.mu.Lock()
@@ -286,7 +290,7 @@ func (s *Session) subscribe(ctx context.Context, origin subscribeOrigin, req pro
 
 	if ns.Presence && ns.JoinLeave {
 		if err := s.n.engine.PublishJoin(ctx, req.Channel, s.clientInfo()); err != nil {
-			s.n.log.Warn("join event failed", "channel", req.Channel, "err", err)
+			s.logger().Warn("join event failed", "channel", req.Channel, "err", err)
 		}
 	}
 	return nil
@@ -355,17 +359,17 @@ func (s *Session) Unsubscribe(ctx context.Context, channel string) error {
 // release detaches sub from the hub and from presence.
 func (s *Session) release(ctx context.Context, sub *subscription) {
 	if err := s.n.hub.remove(ctx, sub.channel, sub); err != nil {
-		s.n.log.Warn("engine unsubscribe failed", "channel", sub.channel, "err", err)
+		s.logger().Warn("engine unsubscribe failed", "channel", sub.channel, "err", err)
 	}
 	if !sub.presence {
 		return
 	}
 	if err := s.n.engine.RemovePresence(ctx, sub.channel, s.id); err != nil {
-		s.n.log.Warn("presence remove failed", "channel", sub.channel, "err", err)
+		s.logger().Warn("presence remove failed", "channel", sub.channel, "err", err)
 	}
 	if sub.joinLeave {
 		if err := s.n.engine.PublishLeave(ctx, sub.channel, s.clientInfo()); err != nil {
-			s.n.log.Warn("leave event failed", "channel", sub.channel, "err", err)
+			s.logger().Warn("leave event failed", "channel", sub.channel, "err", err)
 		}
 	}
 }
@@ -376,8 +380,8 @@ func (s *Session) release(ctx context.Context, sub *subscription) {
 // given, must have one entry per channel. tokens are the subscription
 // tokens the stream brought, for channels in private namespaces.
 func (s *Session) SubscribeStream(ctx context.Context, channels []string, positions []protocol.StreamPosition, tokens []string) error {
-	if len(channels) > s.n.cfg.MaxChannelsPerSession {
-		return protocol.ErrLimitExceeded.With("at most %d channels per stream", s.n.cfg.MaxChannelsPerSession)
+	if len(channels) > s.n.limits().MaxChannelsPerSession {
+		return protocol.ErrLimitExceeded.With("at most %d channels per stream", s.n.limits().MaxChannelsPerSession)
 	}
 	if positions != nil && len(positions) != len(channels) {
 		return protocol.ErrInvalidPosition.With("%d positions for %d channels", len(positions), len(channels))

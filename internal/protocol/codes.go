@@ -47,6 +47,20 @@ var (
 	ErrNotConnected      = &Error{Code: 115, Message: "connect first"}
 	ErrShuttingDown      = &Error{Code: 116, Message: "server shutting down"}
 	ErrNoRecipient       = &Error{Code: 117, Message: "recipient not found"}
+	// ErrBackendUnavailable: a backend proxy did not answer in time or at
+	// all; retrying later may succeed.
+	ErrBackendUnavailable = &Error{Code: 118, Message: "backend unavailable"}
+)
+
+// Application ranges: codes an application's backend chooses, which a
+// backend proxy passes to clients unchanged. Errors in [AppErrorMin,
+// AppErrorMax]; close codes in [AppCloseReconnectMin, 4499] tell the client
+// to reconnect, in [AppCloseMin, 4999] not to. Herald's own codes stay below.
+const (
+	AppErrorMin          = 1000
+	AppErrorMax          = 1999
+	AppCloseReconnectMin = 4100
+	AppCloseMin          = 4600
 )
 
 // AsError returns err as a client-facing *Error. Errors that carry no protocol
@@ -81,6 +95,9 @@ var (
 	DisconnectInternal     = Disconnect{Code: 4003, Reason: "internal error", Reconnect: true}
 	DisconnectInsufficient = Disconnect{Code: 4004, Reason: "insufficient state", Reconnect: true}
 	DisconnectForced       = Disconnect{Code: 4005, Reason: "forced reconnect", Reconnect: true}
+	// DisconnectBackendUnavailable: the backend that authenticates
+	// connections (the connect proxy) did not answer.
+	DisconnectBackendUnavailable = Disconnect{Code: 4006, Reason: "backend unavailable", Reconnect: true}
 
 	DisconnectBadRequest       = Disconnect{Code: 4500, Reason: "bad request", Reconnect: false}
 	DisconnectUnauthorized     = Disconnect{Code: 4501, Reason: "unauthorized", Reconnect: false}

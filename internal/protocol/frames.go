@@ -27,7 +27,22 @@ const (
 	// MethodICEServers asks for the STUN and TURN servers, with short-lived
 	// TURN credentials, to configure a peer connection with.
 	MethodICEServers = "ice_servers"
+	// MethodRPC calls a method of the application's backend through the
+	// server's RPC proxy.
+	MethodRPC = "rpc"
 )
+
+// RPCRequest calls Method on the application's backend with Data, opaque
+// to the server.
+type RPCRequest struct {
+	Method string          `json:"method"`
+	Data   json.RawMessage `json:"data,omitempty"`
+}
+
+// RPCResult carries the backend's answer to an RPCRequest.
+type RPCResult struct {
+	Data json.RawMessage `json:"data,omitempty"`
+}
 
 // SignalRequest sends Data, opaque to the server, to the member To of the
 // WebRTC room Channel; the sender must be a member too.
@@ -103,8 +118,11 @@ type Reply struct {
 // the client is anonymous, which a namespace may or may not allow. Subs
 // holds, for a reconnecting client, the last position it saw on each of its
 // server-side subscriptions (its token's channels claim), to resume them.
+// Data goes to the connect proxy, when the server asks the backend instead
+// of checking a token.
 type ConnectRequest struct {
 	Token string                    `json:"token,omitempty"`
+	Data  json.RawMessage           `json:"data,omitempty"`
 	Name  string                    `json:"name,omitempty"`
 	Subs  map[string]StreamPosition `json:"subs,omitempty"`
 }
@@ -113,13 +131,15 @@ type ConnectRequest struct {
 // contract: the server sends a ping push every Ping seconds and expects a
 // pong within Pong seconds. ExpiresIn, when not zero, is the seconds left
 // before the connection token expires: the client must refresh it before then.
+// Data is what a connect proxy's backend returned for the client.
 type ConnectResult struct {
-	Client    string `json:"client"`
-	User      string `json:"user,omitempty"`
-	Version   string `json:"version"`
-	Ping      int    `json:"ping"`
-	Pong      int    `json:"pong"`
-	ExpiresIn int    `json:"expires_in,omitempty"`
+	Client    string          `json:"client"`
+	User      string          `json:"user,omitempty"`
+	Version   string          `json:"version"`
+	Ping      int             `json:"ping"`
+	Pong      int             `json:"pong"`
+	ExpiresIn int             `json:"expires_in,omitempty"`
+	Data      json.RawMessage `json:"data,omitempty"`
 }
 
 // RefreshRequest carries a fresh connection token for the same user.

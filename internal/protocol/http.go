@@ -7,6 +7,10 @@ import (
 
 // HTTPStatus is the status code an HTTP endpoint answers with for e.
 func HTTPStatus(e *Error) int {
+	if e.Code >= AppErrorMin && e.Code <= AppErrorMax {
+		// The application's backend refused the request.
+		return http.StatusBadRequest
+	}
 	switch e.Code {
 	case ErrUnauthorized.Code, ErrTokenExpired.Code:
 		return http.StatusUnauthorized
@@ -24,7 +28,7 @@ func HTTPStatus(e *Error) int {
 		return http.StatusRequestEntityTooLarge
 	case ErrTooManyRequests.Code:
 		return http.StatusTooManyRequests
-	case ErrNotAvailable.Code, ErrShuttingDown.Code:
+	case ErrNotAvailable.Code, ErrShuttingDown.Code, ErrBackendUnavailable.Code:
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
