@@ -43,6 +43,9 @@ type hub struct {
 	resyncs  resyncQueue
 	// delivered counts the copies of publications handed to subscribers.
 	delivered atomic.Uint64
+	// obs, when set, times each publication's fan-out: two clock reads per
+	// publication, none per subscriber.
+	obs Observer
 	// occupancy, when set, learns of a channel's first local subscriber
 	// (true) and of its last one leaving; it is called under the channel's
 	// subLock and must not block.
@@ -209,10 +212,17 @@ func (h *hub) publish(pub *protocol.Publication, epoch string) {
 	if cs == nil {
 		return
 	}
+	var began time.Time
+	if h.obs != nil {
+		began = time.Now()
+	}
 	frame := protocol.AppendPublication(make([]byte, 0, 96+len(pub.Data)), pub)
 	h.delivered.Add(uint64(len(cs.list)))
 	for _, s := range cs.list {
 		s.deliverPublication(pub, epoch, frame)
+	}
+	if h.obs != nil {
+		h.obs.FannedOut(time.Since(began))
 	}
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"maps"
 	"net/http"
 	"strconv"
@@ -17,27 +18,72 @@ import (
 // metrics is the server's Prometheus registry: the node's counts, read at
 // each scrape, and the events it reports as its Observer. Each server has
 // its own registry, so servers in one process (tests) do not collide.
+// docs/metrics.md lists every metric.
 type metrics struct {
-	reg          *prometheus.Registry
-	publish      *prometheus.HistogramVec
-	disconnects  *prometheus.CounterVec
-	authFailures *prometheus.CounterVec
-	// stats reads the node; set once the node exists, before serving.
-	stats func() node.Stats
+	reg           *prometheus.Registry
+	engine        *prometheus.HistogramVec
+	fanout        prometheus.Histogram
+	delivery      *prometheus.HistogramVec
+	framesOut     *prometheus.CounterVec
+	framesIn      *prometheus.CounterVec
+	dropped       *prometheus.CounterVec
+	slowConsumers *prometheus.CounterVec
+	disconnects   *prometheus.CounterVec
+	authFailures  *prometheus.CounterVec
+	// stats and history read the node; set once the node exists, before
+	// serving.
+	stats   func() node.Stats
+	history func(ctx context.Context, max int) []node.HistorySample
 }
 
 var _ node.Observer = (*metrics)(nil)
 
+// History sampling at each scrape: at most historySample channels, each
+// one engine read of one publication, within historyTimeout in all.
+const (
+	historySample  = 32
+	historyTimeout = 2 * time.Second
+)
+
 func newMetrics() *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
-		publish: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "herald_engine_publish_seconds",
-			Help: "Time the engine took to store and acknowledge one publication, by result.",
-			// From a memory publish (microseconds) to a slow disk sync or a
+		engine: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "herald_engine_seconds",
+			Help: "Time the engine took for one call, by operation (publish, history, subscribe, presence_add, ...) and result (ok, error).",
+			// From a memory call (microseconds) to a slow disk sync or a
 			// broker far away (a second).
 			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10),
-		}, []string{"result"}),
+		}, []string{"op", "result"}),
+		fanout: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "herald_fanout_seconds",
+			Help: "Time the hub took to hand one publication to all of its channel's local subscribers.",
+			// One subscriber takes about a microsecond; 100,000 take tens
+			// of milliseconds.
+			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 11),
+		}),
+		delivery: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "herald_delivery_latency_seconds",
+			Help: "Time from the engine accepting a live publication to its frame being written to a client's connection, for the oldest publication of each write, by transport. Millisecond resolution; across nodes it includes their clock skew.",
+			// The publication time has millisecond resolution.
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"transport"}),
+		framesOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_frames_sent_total",
+			Help: "Frames (replies, publications, other pushes, pings) written to clients, by transport.",
+		}, []string{"transport"}),
+		framesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_frames_received_total",
+			Help: "Frames (each holding one or more commands) received from clients, by transport.",
+		}, []string{"transport"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_dropped_frames_total",
+			Help: "Queued frames discarded undelivered, by transport and reason (slow_consumer: the queue of a client disconnected as a slow consumer; superseded: a latest-only publication replaced by a newer one).",
+		}, []string{"transport", "reason"}),
+		slowConsumers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_slow_consumer_disconnects_total",
+			Help: "Connections closed as slow consumers (close code 4001), by transport.",
+		}, []string{"transport"}),
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_disconnects_total",
 			Help: "Connections the server closed, by transport and close code (4001: slow consumer).",
@@ -50,22 +96,41 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.publish, m.disconnects, m.authFailures,
+		m.engine, m.fanout, m.delivery, m.framesOut, m.framesIn, m.dropped,
+		m.slowConsumers, m.disconnects, m.authFailures,
 		nodeCollector{m},
 	)
 	return m
 }
 
-func (m *metrics) Published(took time.Duration, err error) {
+func (m *metrics) EngineCall(op string, took time.Duration, err error) {
 	result := "ok"
 	if err != nil {
 		result = "error"
 	}
-	m.publish.WithLabelValues(result).Observe(took.Seconds())
+	m.engine.WithLabelValues(op, result).Observe(took.Seconds())
+}
+
+func (m *metrics) FannedOut(took time.Duration) { m.fanout.Observe(took.Seconds()) }
+
+func (m *metrics) Flushed(transport string, frames int, latency time.Duration) {
+	m.framesOut.WithLabelValues(transport).Add(float64(frames))
+	if latency >= 0 {
+		m.delivery.WithLabelValues(transport).Observe(latency.Seconds())
+	}
+}
+
+func (m *metrics) Received(transport string) { m.framesIn.WithLabelValues(transport).Inc() }
+
+func (m *metrics) Dropped(transport, reason string, frames int) {
+	m.dropped.WithLabelValues(transport, reason).Add(float64(frames))
 }
 
 func (m *metrics) Disconnected(transport string, d protocol.Disconnect) {
 	m.disconnects.WithLabelValues(transport, strconv.FormatUint(uint64(d.Code), 10)).Inc()
+	if d.Code == protocol.DisconnectSlowConsumer.Code {
+		m.slowConsumers.WithLabelValues(transport).Inc()
+	}
 }
 
 func (m *metrics) AuthFailed(code uint32) {
@@ -82,13 +147,17 @@ var (
 	subscriptionsDesc = prometheus.NewDesc("herald_subscriptions", "Subscriptions of this node's clients.", nil, nil)
 	publicationsDesc  = prometheus.NewDesc("herald_publications_total", "Publications accepted through this node (server API and clients).", nil, nil)
 	deliveriesDesc    = prometheus.NewDesc("herald_deliveries_total", "Copies of publications handed to this node's subscribers (one publication to N subscribers counts N).", nil, nil)
+	historyDesc       = prometheus.NewDesc("herald_history_publications", "Publications kept in the history of a sample of at most 32 channels with subscribers on this node, read at each scrape, by namespace.", []string{"namespace"}, nil)
 )
+
+// historyBuckets span a few publications to the largest histories.
+var historyBuckets = prometheus.ExponentialBuckets(1, 4, 10)
 
 // nodeCollector reads the node's counts once per scrape.
 type nodeCollector struct{ m *metrics }
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{connectionsDesc, channelsDesc, subscriptionsDesc, publicationsDesc, deliveriesDesc} {
+	for _, d := range []*prometheus.Desc{connectionsDesc, channelsDesc, subscriptionsDesc, publicationsDesc, deliveriesDesc, historyDesc} {
 		ch <- d
 	}
 }
@@ -109,4 +178,40 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(subscriptionsDesc, prometheus.GaugeValue, float64(st.Subscriptions))
 	ch <- prometheus.MustNewConstMetric(publicationsDesc, prometheus.CounterValue, float64(st.Publications))
 	ch <- prometheus.MustNewConstMetric(deliveriesDesc, prometheus.CounterValue, float64(st.Deliveries))
+	if c.m.history != nil {
+		c.collectHistory(ch)
+	}
+}
+
+// collectHistory reports the sampled history lengths as one histogram per
+// namespace.
+func (c nodeCollector) collectHistory(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), historyTimeout)
+	defer cancel()
+	type hist struct {
+		count   uint64
+		sum     float64
+		buckets map[float64]uint64
+	}
+	byNamespace := make(map[string]*hist)
+	for _, s := range c.m.history(ctx, historySample) {
+		h := byNamespace[s.Namespace]
+		if h == nil {
+			h = &hist{buckets: make(map[float64]uint64, len(historyBuckets))}
+			for _, b := range historyBuckets {
+				h.buckets[b] = 0
+			}
+			byNamespace[s.Namespace] = h
+		}
+		h.count++
+		h.sum += float64(s.Publications)
+		for _, b := range historyBuckets {
+			if float64(s.Publications) <= b {
+				h.buckets[b]++
+			}
+		}
+	}
+	for ns, h := range byNamespace {
+		ch <- prometheus.MustNewConstHistogram(historyDesc, h.count, h.sum, h.buckets, ns)
+	}
 }

@@ -3,7 +3,11 @@ package server
 import (
 	"bufio"
 	"context"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -65,21 +69,51 @@ func TestMetrics(t *testing.T) {
 	if status, body, _ := r.do(t, http.MethodGet, "/poll?channel=metrics:a&token=not-a-token", "", ""); status != http.StatusUnauthorized {
 		t.Fatalf("poll with a bad token: %d %s", status, body)
 	}
+	before := r.scrape(t)
+	status, hist, _ := r.do(t, http.MethodPost, "/api/history", testKey, `{"channel":"metrics:a"}`)
+	wantStatus(t, "history", status, http.StatusOK, hist)
 
 	body := r.scrape(t)
 	for series, want := range map[string]float64{
-		`herald_connections{transport="sse"}`:              1,
-		`herald_connections{transport="websocket"}`:        0,
-		`herald_channels`:                                  1,
-		`herald_subscriptions`:                             1,
-		`herald_publications_total`:                        2,
-		`herald_deliveries_total`:                          2,
-		`herald_engine_publish_seconds_count{result="ok"}`: 2,
-		`herald_auth_failures_total{code="101"}`:           1,
+		`herald_connections{transport="sse"}`:                     1,
+		`herald_connections{transport="websocket"}`:               0,
+		`herald_channels`:                                         1,
+		`herald_subscriptions`:                                    1,
+		`herald_publications_total`:                               2,
+		`herald_deliveries_total`:                                 2,
+		`herald_engine_seconds_count{op="publish",result="ok"}`:   2,
+		`herald_engine_seconds_count{op="subscribe",result="ok"}`: 1,
+		`herald_auth_failures_total{code="101"}`:                  1,
+		// One per publication, whatever its number of subscribers.
+		`herald_fanout_seconds_count`: 2,
+		// The SSE stream's channel keeps both publications; 2 <= 4.
+		`herald_history_publications_count{namespace="metrics"}`:         1,
+		`herald_history_publications_sum{namespace="metrics"}`:           2,
+		`herald_history_publications_bucket{namespace="metrics",le="4"}`: 1,
+		`herald_history_publications_bucket{namespace="metrics",le="1"}`: 0,
 	} {
 		if got, ok := metricValue(body, series); !ok || got != want {
 			t.Errorf("%s = %v (found: %v), want %v", series, got, ok, want)
 		}
+	}
+	// The API's history read is one more engine history call.
+	histBefore, _ := metricValue(before, `herald_engine_seconds_count{op="history",result="ok"}`)
+	if got, _ := metricValue(body, `herald_engine_seconds_count{op="history",result="ok"}`); got != histBefore+1 {
+		t.Errorf("engine history calls went from %v to %v over one history request", histBefore, got)
+	}
+	// Each publication's frame was written to the stream, and at least one
+	// write timed the oldest publication in it; the stream's subscribed
+	// event was written too.
+	for series, atLeast := range map[string]float64{
+		`herald_delivery_latency_seconds_count{transport="sse"}`: 1,
+		`herald_frames_sent_total{transport="sse"}`:              3,
+	} {
+		if got, ok := metricValue(body, series); !ok || got < atLeast {
+			t.Errorf("%s = %v (found: %v), want at least %v", series, got, ok, atLeast)
+		}
+	}
+	if got, _ := metricValue(body, `herald_delivery_latency_seconds_count{transport="sse"}`); got > 2 {
+		t.Errorf("%v delivery latencies for 2 publications", got)
 	}
 	for _, series := range []string{"go_goroutines", "process_resident_memory_bytes"} {
 		if _, ok := metricValue(body, series); !ok {
@@ -132,5 +166,75 @@ func TestReadyzDraining(t *testing.T) {
 	s.readyz(w, nil)
 	if w.status != http.StatusServiceUnavailable {
 		t.Fatalf("readyz while draining: %d", w.status)
+	}
+}
+
+// A client that stops reading is disconnected as a slow consumer, and
+// counted: once as a slow-consumer disconnect, once under its close code,
+// and the queue it left behind as dropped frames.
+func TestMetricsSlowConsumer(t *testing.T) {
+	cfg := testConfig()
+	cfg.Dev = true
+	cfg.MaxQueueBytes = 64 << 10
+	r := start(t, cfg)
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(r.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(4 << 10)
+	}
+	// The client sends its request, then never reads.
+	if _, err := fmt.Fprintf(conn, "GET /sse?channel=metrics:slow HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, "the stream to subscribe", func() bool {
+		v, _ := metricValue(r.scrape(t), `herald_subscriptions`)
+		return v == 1
+	})
+	data := `{"channel":"metrics:slow","data":"` + strings.Repeat("x", 16<<10) + `"}`
+	slow := func(body string) bool {
+		v, _ := metricValue(body, `herald_slow_consumer_disconnects_total{transport="sse"}`)
+		return v == 1
+	}
+	for i := 0; ; i++ {
+		body := r.scrape(t)
+		if slow(body) {
+			if v, _ := metricValue(body, `herald_disconnects_total{code="4001",transport="sse"}`); v != 1 {
+				t.Errorf("4001 disconnects: %v, want 1", v)
+			}
+			if v, _ := metricValue(body, `herald_dropped_frames_total{reason="slow_consumer",transport="sse"}`); v < 1 {
+				t.Errorf("frames dropped with the slow consumer: %v, want at least 1", v)
+			}
+			return
+		}
+		if i == 5000 {
+			t.Fatal("a client that never reads is still connected after 5000 publications of 16 KiB")
+		}
+		status, res, _ := r.do(t, http.MethodPost, "/api/publish", testKey, data)
+		wantStatus(t, "publish", status, http.StatusOK, res)
+	}
+}
+
+// Engine errors are counted by operation, next to the calls that succeeded.
+func TestMetricsEngineErrors(t *testing.T) {
+	m := newMetrics()
+	m.EngineCall("history", 2*time.Millisecond, errors.New("broker gone"))
+	m.EngineCall("history", time.Millisecond, nil)
+	m.EngineCall("presence_add", time.Millisecond, errors.New("broker gone"))
+	rec := httptest.NewRecorder()
+	m.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	body := rec.Body.String()
+	for series, want := range map[string]float64{
+		`herald_engine_seconds_count{op="history",result="error"}`:      1,
+		`herald_engine_seconds_count{op="history",result="ok"}`:         1,
+		`herald_engine_seconds_count{op="presence_add",result="error"}`: 1,
+		`herald_engine_seconds_sum{op="history",result="error"}`:        0.002,
+	} {
+		if got, ok := metricValue(body, series); !ok || got != want {
+			t.Errorf("%s = %v (found: %v), want %v", series, got, ok, want)
+		}
 	}
 }

@@ -95,11 +95,12 @@ func (c *Conn) flushOnce() {
 		// The backlog stayed above the high-water mark for WriteTimeout:
 		// the peer cannot keep up, and whatever is queued would not reach it
 		// in time either.
+		// Closing first counts the queue Close discards as dropped.
+		c.sess.Close(protocol.DisconnectSlowConsumer)
 		_, d := c.sess.Drain(nil)
 		if d == nil {
 			d = &protocol.DisconnectSlowConsumer
 		}
-		c.sess.Close(protocol.DisconnectSlowConsumer)
 		c.closeSocket(sock, *d)
 		return
 	}
@@ -120,12 +121,14 @@ func (c *Conn) flushOnce() {
 	var d *protocol.Disconnect
 	buf.items, d = c.sess.Drain(buf.items[:0])
 	err := c.writeItems(sock, buf)
+	items, superseded := len(buf.items), buf.superseded
 	c.host.putBuffer(buf)
 	if err != nil {
 		// The socket is gone or going; its closed event finishes the session.
 		c.host.log.Debug("write failed", "client", c.sess.ID(), "err", err)
 		return
 	}
+	c.sess.Wrote(items-superseded, superseded)
 	if d != nil {
 		c.closeSocket(sock, *d)
 	}
@@ -144,6 +147,7 @@ func (c *Conn) writeItems(sock Socket, buf *flushBuffer) error {
 	if lossy != nil && !lossy.HasLatestPath() {
 		lossy = nil
 	}
+	buf.superseded = 0
 	var newest map[string]int
 	if lossy != nil {
 		newest = newestLatest(buf.items)
@@ -152,6 +156,7 @@ func (c *Conn) writeItems(sock Socket, buf *flushBuffer) error {
 		f := buf.items[i].Frame
 		if newest != nil && buf.items[i].Latest {
 			if newest[buf.items[i].Channel] != i {
+				buf.superseded++
 				continue
 			}
 			if err := lossy.WriteLatest(f); err != nil {

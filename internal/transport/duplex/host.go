@@ -78,6 +78,9 @@ type Host struct {
 type flushBuffer struct {
 	items []node.Item
 	msg   []byte
+	// superseded counts the items writeItems skipped for a newer
+	// latest-only publication of their channel.
+	superseded int
 }
 
 // New validates cfg and returns a Host that accepts connections until Stop.

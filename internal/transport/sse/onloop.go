@@ -213,7 +213,11 @@ func (s *loopStream) flushOnce(keepAlive bool) {
 		s.st.appendKeepAlive()
 	}
 	err := s.st.write(items, d)
+	written := len(items)
 	s.st.recycle(items)
+	if err == nil {
+		s.sess.Wrote(written, 0)
+	}
 	if keepAlive {
 		s.sess.RefreshPresence()
 		s.sess.ReleaseIdleQueue()

@@ -94,11 +94,13 @@ func (h *Handler) serveResponse(ctx context.Context, w http.ResponseWriter, sess
 		items, d := sess.Drain(st.items[:0])
 		if len(items) > 0 || d != nil {
 			err := st.write(items, d)
+			written := len(items)
 			st.recycle(items)
 			if err != nil {
 				h.cfg.Logger.Debug("sse write failed", "client", sess.ID(), "err", err)
 				return
 			}
+			sess.Wrote(written, 0)
 			if d != nil {
 				h.cfg.Logger.Debug("sse stream closed by server", "client", sess.ID(), "code", d.Code, "reason", d.Reason)
 				return
