@@ -176,6 +176,7 @@ func (s *Server) wire(verifier *auth.Verifier) error {
 	}
 	s.node = n
 	s.metrics.stats = n.Stats
+	s.metrics.history = n.SampleHistory
 	s.ws, err = websocket.New(websocket.Config{
 		Node:           n,
 		Logger:         s.log.With("transport", "websocket"),
