@@ -58,7 +58,7 @@ const (
 // retried unchanged, later or on another connection.
 func temporary(code uint32) bool {
 	switch code {
-	case CodeInternal, CodeNotAvailable, CodeTooManyRequests, CodeShuttingDown:
+	case CodeInternal, CodeNotAvailable, CodeTooManyRequests, CodeShuttingDown, CodeBackendUnavailable:
 		return true
 	}
 	return false

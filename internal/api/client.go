@@ -18,7 +18,7 @@ type ClientConfig struct {
 
 // ClientPaths are the paths the client endpoints answer, each mounted at
 // the server's root.
-var ClientPaths = []string{"/publish", "/history", "/presence", "/presence_stats"}
+var ClientPaths = []string{"/publish", "/history", "/presence", "/presence_stats", "/rpc"}
 
 // ClientHandler serves the commands that clients on one-way transports (SSE,
 // polling) cannot send over their stream: POST /publish, /history,
@@ -73,6 +73,13 @@ func NewClientHandler(cfg ClientConfig) *ClientHandler {
 				return nil, err
 			}
 			return h.node.ClientPresenceStats(ctx, cred, req.Channel)
+		}),
+		"/rpc": serve(h.maxBody, func(ctx context.Context, req *protocol.RPCRequest) (any, error) {
+			cred, err := h.node.RequestCredentials(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return h.node.ClientRPC(ctx, cred, *req)
 		}),
 	}
 	return h

@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -80,6 +79,10 @@ type Config struct {
 	// ShutdownTimeout bounds a graceful shutdown: connections still open
 	// after it are closed without waiting.
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+	// DrainSpread is the window over which a shutdown tells clients to
+	// reconnect, in a random order, so they reach the remaining nodes
+	// spread out; 0 tells them all at once. See drain.go.
+	DrainSpread time.Duration `koanf:"drain_spread"`
 
 	// PingInterval, PongTimeout and ConnectTimeout are the WebSocket
 	// session heartbeat and connect deadlines (node.Config).
@@ -153,6 +156,10 @@ type Config struct {
 	SSE    SSEConfig    `koanf:"sse"`
 	TURN   TURNConfig   `koanf:"turn"`
 	WebRTC WebRTCConfig `koanf:"webrtc"`
+	Admin  AdminConfig  `koanf:"admin"`
+	Proxy  ProxyConfig  `koanf:"proxy"`
+	// Webhooks send the node's events to HTTP endpoints (docs/webhooks.md).
+	Webhooks WebhooksConfig `koanf:"webhooks"`
 
 	// Namespaces configure channels by the part of their name before ':';
 	// the one named "" holds channels without a colon. When the list is
@@ -163,6 +170,13 @@ type Config struct {
 	// Logger, when set, is used instead of one built from LogLevel and
 	// LogFormat writing to stderr. It cannot come from a file.
 	Logger *slog.Logger `koanf:"-"`
+	// LogLevelVar is the level Logger filters at, which reloads and
+	// /api/log_level change; NewLogger sets it. Nil with a Logger of the
+	// caller's: the level cannot change at runtime.
+	LogLevelVar *slog.LevelVar `koanf:"-"`
+	// Loader reads the configuration again for Server.Reload (herald serve
+	// sets it to Load with its file and flags); nil: Reload fails.
+	Loader func() (Config, error) `koanf:"-"`
 }
 
 // TLSConfig makes the server speak HTTPS, and HTTP/2 to clients that offer
@@ -196,6 +210,7 @@ func Defaults() Config {
 		GCTuning:                 true,
 		Metrics:                  true,
 		ShutdownTimeout:          10 * time.Second,
+		DrainSpread:              5 * time.Second,
 		DemoTicker:               500 * time.Millisecond,
 		PingInterval:             25 * time.Second,
 		PongTimeout:              10 * time.Second,
@@ -224,20 +239,10 @@ func Defaults() Config {
 		},
 		TURN:       defaultTURN(),
 		WebRTC:     defaultWebRTC(),
+		Webhooks:   defaultWebhooks(),
+		Proxy:      defaultProxy(),
 		Namespaces: []node.NamespaceOptions{},
 	}
-}
-
-// NewLogger returns a logger writing to w at c.LogLevel in c.LogFormat.
-// Invalid values, which Validate reports, fall back to info and text.
-func (c *Config) NewLogger(w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
-	if c.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // messageOverhead is what a WebSocket publish command adds around its data:
@@ -290,6 +295,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("log_format", "%q is not text or json", c.LogFormat)
+	}
+	if c.DrainSpread < 0 {
+		bad("drain_spread", "must be 0 (all at once) or a positive duration, got %v", c.DrainSpread)
 	}
 	if c.DemoTicker < 0 {
 		bad("demo_ticker", "must be 0 (off) or a positive duration, got %v", c.DemoTicker)
@@ -345,6 +353,9 @@ func (c *Config) Validate() error {
 	}
 	c.TURN.validate(bad, c.TLS.CertFile != "")
 	c.WebRTC.validate(bad)
+	c.Webhooks.validate(bad)
+	c.Admin.validate(bad, c.Auth.HMACSecret)
+	c.Proxy.validate(bad, c.Namespaces)
 	if err := c.Auth.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -375,6 +386,7 @@ func (c *Config) Validate() error {
 	}
 	seen := make(map[string]bool, len(c.Namespaces))
 	for i, ns := range c.Namespaces {
+		validateNamespaceName(bad, i, ns.Name)
 		if err := ns.Validate(); err != nil {
 			bad(fmt.Sprintf("namespaces[%d]", i), "%v", err)
 		}
@@ -394,9 +406,9 @@ func (c *Config) Validate() error {
 // a server started without configuration exposes nothing to clients.
 func (c *Config) namespaces() []node.NamespaceOptions {
 	if len(c.Namespaces) == 0 && !c.Dev {
-		return []node.NamespaceOptions{{Name: ""}}
+		return c.Admin.withNamespace([]node.NamespaceOptions{{Name: ""}})
 	}
-	return c.Namespaces
+	return c.Admin.withNamespace(c.Namespaces)
 }
 
 // defaultNATSHistoryMaxAge is the nats engine's stream age limit when no

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldrt/herald/internal/node"
@@ -18,7 +19,21 @@ type gate struct {
 	origin      func(*http.Request) bool
 	cookie      string
 	trusted     []netip.Prefix
-	connections *addrLimiter // nil: no limit
+	// connections holds nil for no limit; reloads swap it.
+	connections atomic.Pointer[addrLimiter]
+	// meta records what the connect proxy learns of a request; nil: no
+	// connect proxy, whose clients need no token.
+	meta func(*http.Request) node.RequestMeta
+}
+
+// setConnectionRate replaces the per-address connection limit; a zero rate
+// lifts it. Counts start afresh under a new limit.
+func (g *gate) setConnectionRate(rate float64, burst int) {
+	if rate <= 0 {
+		g.connections.Store(nil)
+		return
+	}
+	g.connections.Store(newAddrLimiter(rate, burst))
 }
 
 // route says what a path needs from the gate.
@@ -37,13 +52,16 @@ func (g *gate) wrap(rt route, next http.Handler) http.Handler {
 		if !g.corsAndOrigin(w, r) {
 			return
 		}
-		if rt.connection && g.connections != nil && !g.connections.allow(clientAddr(r, g.trusted), time.Now()) {
+		if lim := g.connections.Load(); rt.connection && lim != nil && !lim.allow(clientAddr(r, g.trusted), time.Now()) {
 			w.Header().Set("Retry-After", "1")
 			protocol.WriteHTTPError(w, protocol.ErrTooManyRequests.With("too many new connections from this address"))
 			return
 		}
+		if g.meta != nil {
+			r = r.WithContext(node.WithRequestMeta(r.Context(), g.meta(r)))
+		}
 		token := requestToken(r, g.cookie)
-		if token == "" && rt.tokenOptional {
+		if token == "" && (rt.tokenOptional || g.meta != nil) {
 			next.ServeHTTP(w, r)
 			return
 		}

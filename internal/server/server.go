@@ -25,6 +25,8 @@ import (
 	"github.com/heraldrt/herald/internal/engine/memory"
 	"github.com/heraldrt/herald/internal/engine/nats"
 	"github.com/heraldrt/herald/internal/engine/redis"
+	"github.com/heraldrt/herald/internal/hooks/proxy"
+	"github.com/heraldrt/herald/internal/hooks/webhook"
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/transport/poll"
 	"github.com/heraldrt/herald/internal/transport/sse"
@@ -46,14 +48,20 @@ type Server struct {
 	sse    *sse.Handler
 	poll   *poll.Handler
 	webrtc *webrtc.Server // nil when webrtc.data_channels is off
+	proxy  *proxy.Proxy   // nil when no proxy endpoint is configured
 	http   *http.Server
 	// metrics is the Prometheus registry behind /metrics, and the node's
 	// observer.
 	metrics *metrics
+	// hooks sends the node's events to webhooks; nil when none are configured.
+	hooks *webhook.Webhooks
 	// stopAuth ends the verifier's background JWKS refresh.
 	stopAuth context.CancelFunc
 	// turn is the STUN/TURN server while it runs.
 	turn atomic.Pointer[turn.Server]
+
+	// reload is what Reload swaps (reload.go).
+	reload reloadState
 
 	ran      atomic.Bool
 	draining atomic.Bool
@@ -73,6 +81,7 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = cfg.NewLogger(os.Stderr)
 	}
+	log = withRequestIDs(log)
 	for _, name := range unknownEnv(os.Environ()) {
 		log.Warn("ignoring unknown environment variable", "name", name)
 	}
@@ -105,7 +114,7 @@ func New(cfg Config) (*Server, error) {
 		stopAuth()
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		defer cancel()
-		return nil, errors.Join(err, eng.Close(ctx))
+		return nil, errors.Join(err, s.closeHooks(ctx), eng.Close(ctx))
 	}
 	return s, nil
 }
@@ -140,15 +149,32 @@ func openEngine(cfg *Config, log *slog.Logger) (engine.Engine, error) {
 // wire builds the node, the transports and the routes.
 func (s *Server) wire(verifier *auth.Verifier) error {
 	cfg := &s.cfg
-	var tokens node.TokenVerifier
-	if cfg.Auth.Enabled() {
-		tokens = tokenVerifier{verifier}
+	s.initReload(verifier)
+	tokens := tokenVerifier{&s.reload.verifier}
+	adminTokens, verifierWithAdmin, err := s.adminTokens(tokens)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
 	}
 	s.metrics = newMetrics()
+	hooks, err := s.newWebhooks()
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	s.hooks = hooks
+	var proxies node.Proxies
+	if cfg.Proxy.enabled() {
+		px, err := cfg.Proxy.newProxy(s)
+		if err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+		s.proxy, proxies = px, px.Proxies()
+	}
 	n, err := node.New(node.Config{
+		Proxy:                    proxies,
 		Observer:                 s.metrics,
+		Events:                   s.events(),
 		Engine:                   s.engine,
-		Verifier:                 tokens,
+		Verifier:                 verifierWithAdmin,
 		Namespaces:               cfg.namespaces(),
 		Dev:                      cfg.Dev,
 		AllowAnonymous:           cfg.Dev || cfg.AllowAnonymous,
@@ -170,6 +196,7 @@ func (s *Server) wire(verifier *auth.Verifier) error {
 		NodeHeartbeat:            cfg.NodeHeartbeat,
 		PersonalNamespace:        cfg.PersonalNamespace,
 		ICEServers:               s.iceServers,
+		DrainSpread:              cfg.drainSpread(),
 	})
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
@@ -181,7 +208,7 @@ func (s *Server) wire(verifier *auth.Verifier) error {
 		Node:           n,
 		Logger:         s.log.With("transport", "websocket"),
 		MaxMessageSize: cfg.MaxMessageSize,
-		CheckOrigin:    originChecker(cfg.Dev, cfg.AllowedOrigins),
+		CheckOrigin:    s.checkOrigin,
 		WriteTimeout:   cfg.WriteTimeout,
 	})
 	if err != nil {
@@ -191,9 +218,11 @@ func (s *Server) wire(verifier *auth.Verifier) error {
 	// list can add up to api.MaxBroadcastChannels names.
 	publishBody := int64(cfg.MaxPublicationSize) + 16<<10
 	trusted, _ := parsePrefixes(cfg.TrustedProxies) // Validate checked them
-	g := &gate{node: n, origin: originChecker(cfg.Dev, cfg.AllowedOrigins), cookie: cfg.TokenCookie, trusted: trusted}
-	if cfg.ConnectionRate > 0 {
-		g.connections = newAddrLimiter(cfg.ConnectionRate, cfg.ConnectionBurst)
+	g := &gate{node: n, origin: s.checkOrigin, cookie: cfg.TokenCookie, trusted: trusted}
+	g.setConnectionRate(cfg.ConnectionRate, cfg.ConnectionBurst)
+	s.reload.gate = g
+	if cfg.Proxy.ConnectURL != "" {
+		g.meta = g.proxyMeta(s.proxy)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/ws", g.wrap(route{connection: true, tokenOptional: true}, s.ws))
@@ -217,13 +246,19 @@ func (s *Server) wire(verifier *auth.Verifier) error {
 	for _, p := range api.ClientPaths {
 		mux.Handle(p, clientAPI)
 	}
-	mux.Handle(api.Prefix, api.New(api.Config{
+	s.reload.api = api.New(api.Config{
 		Node:         n,
 		Key:          cfg.APIKey,
 		Dev:          cfg.Dev,
 		Logger:       s.log,
 		MaxBodyBytes: publishBody + api.MaxBroadcastChannels*256,
-	}))
+		LogLevel:     cfg.LogLevelVar,
+	})
+	mux.Handle(api.Prefix, s.reload.api)
+	adminIP := func(r *http.Request) string { return clientAddr(r, trusted).String() }
+	if err := s.mountAdmin(mux, adminTokens, adminIP, publishBody); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
 	mux.HandleFunc("/healthz", s.healthz)
 	mux.HandleFunc("/readyz", s.readyz)
 	if cfg.Metrics {
@@ -234,7 +269,7 @@ func (s *Server) wire(verifier *auth.Verifier) error {
 	}
 	mux.Handle("/", web.Handler())
 	s.http = &http.Server{
-		Handler: bodyDeadline(mux, cfg.ReadHeaderTimeout),
+		Handler: bodyDeadline(withRequestID(s.log, mux), cfg.ReadHeaderTimeout),
 		// No WriteTimeout: SSE streams and long polls are long-lived
 		// responses; their transports bound each write themselves.
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -348,6 +383,7 @@ func (s *Server) Run(ctx context.Context) error {
 	close(s.ready)
 	s.log.Info("herald listening", "addr", s.addr, "engine", s.cfg.Engine, "dev", s.cfg.Dev, "node", s.node.ID())
 	stopDemoTicker := s.startDemoTicker()
+	stopAdminStats := s.startAdminStats()
 
 	served := make(chan error, 1)
 	go func() {
@@ -366,6 +402,7 @@ func (s *Server) Run(ctx context.Context) error {
 		served <- err // Serve failed on its own; shutdownServing reports it
 	}
 	stopDemoTicker()
+	stopAdminStats()
 	if err := s.shutdownServing(served); err != nil {
 		return err
 	}
@@ -376,6 +413,10 @@ func (s *Server) Run(ctx context.Context) error {
 // start starts the node and the WebSocket server, which the routes need
 // before the first request. A failed websocket Start leaves nothing to stop.
 func (s *Server) start(ctx context.Context) error {
+	// Before the node takes clients, so their events are sent from the first.
+	if s.hooks != nil {
+		s.hooks.Start()
+	}
 	if err := s.node.Start(ctx); err != nil {
 		return fmt.Errorf("server: start node: %w", err)
 	}
@@ -433,12 +474,19 @@ func (s *Server) release() error {
 // then stops the WebSocket server when it was started.
 func (s *Server) stop(ctx context.Context, wsStarted bool) error {
 	defer s.stopAuth()
+	if s.proxy != nil {
+		defer s.proxy.Close()
+	}
 	var errs []error
 	if err := s.stopTURN(); err != nil {
 		errs = append(errs, fmt.Errorf("server: turn: %w", err))
 	}
 	if err := s.node.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("server: node shutdown: %w", err))
+	}
+	// After the node: its sessions' last events are in the outbox by now.
+	if err := s.closeHooks(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("server: webhooks: %w", err))
 	}
 	if wsStarted {
 		if err := s.ws.Shutdown(ctx); err != nil {
