@@ -15,10 +15,10 @@ import (
 // it: the origin check and CORS, the per-address connection rate, and
 // authentication of the token the request brings.
 type gate struct {
-	node        *node.Node
-	origin      func(*http.Request) bool
-	cookie      string
-	trusted     []netip.Prefix
+	node    *node.Node
+	origin  func(*http.Request) bool
+	cookie  string
+	trusted []netip.Prefix
 	// connections holds nil for no limit; reloads swap it.
 	connections atomic.Pointer[addrLimiter]
 	// meta records what the connect proxy learns of a request; nil: no
