@@ -264,6 +264,22 @@ export class Client extends Emitter<ClientEvents> {
   }
 
   /**
+   * Calls method on the application's backend through the server's RPC
+   * proxy (docs/proxy.md) with data (any JSON value, or undefined for none)
+   * and resolves with the backend's data (undefined when it sent none). On
+   * WebSocket it travels over the connection, waiting for it; on the other
+   * transports it is an HTTP request (POST /rpc). A refusal rejects with a
+   * HeraldError: the backend's own code (1000–1999), 118 when the backend
+   * did not answer, 108 when the server has no RPC proxy.
+   */
+  async rpc(method: string, data?: unknown): Promise<unknown> {
+    const params: Record<string, unknown> = { method };
+    if (data !== undefined) params['data'] = data;
+    const r = (await this.command('rpc', params)) as { data?: unknown };
+    return r.data;
+  }
+
+  /**
    * Sends data (any JSON value) to the client `to` alone, a member of the
    * WebRTC room channel, which this client must have joined by subscribing
    * to it (docs/protocol.md, "WebRTC signaling"). The recipient gets a

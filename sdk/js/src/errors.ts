@@ -21,6 +21,8 @@ export const ErrorCodes = {
   ConnectFirst: 115,
   ShuttingDown: 116,
   NoRecipient: 117,
+  /** A backend proxy did not answer (docs/proxy.md); retry later. */
+  BackendUnavailable: 118,
 } as const;
 
 /**
@@ -35,6 +37,7 @@ export const CloseCodes = {
   InternalError: 4003,
   InsufficientState: 4004,
   ForcedReconnect: 4005,
+  BackendUnavailable: 4006,
   BadRequest: 4500,
   Unauthorized: 4501,
   MessageTooLarge: 4502,
@@ -57,6 +60,7 @@ export function isTemporaryCode(code: number): boolean {
   return (
     code === ErrorCodes.Internal ||
     code === ErrorCodes.NotAvailable ||
+    code === ErrorCodes.BackendUnavailable ||
     code === ErrorCodes.TooManyRequests ||
     code === ErrorCodes.ShuttingDown
   );

@@ -126,11 +126,11 @@ export interface Transport {
   update(): void;
   /** Tells the server a subscription confirmed on this session is no longer wanted. */
   unsubscribe(channel: string): void;
-  /** Runs a command (publish, history, presence, presence_stats, and on WebSocket signal, ice_servers). */
+  /** Runs a command (publish, history, presence, presence_stats, rpc, and on WebSocket signal, ice_servers). */
   call(method: CommandMethod, params: Record<string, unknown>): Promise<unknown>;
 }
 
-export type CommandMethod = 'publish' | 'history' | 'presence' | 'presence_stats' | 'signal' | 'ice_servers';
+export type CommandMethod = 'publish' | 'history' | 'presence' | 'presence_stats' | 'rpc' | 'signal' | 'ice_servers';
 
 /** Makes a transport session for a host. */
 export type TransportFactory = (host: TransportHost) => Transport;
