@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
@@ -34,17 +35,30 @@ type Config struct {
 	// MaxBodyBytes bounds a request body; larger ones are answered 413.
 	// Zero means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// LogLevel is the server's log level, which /api/log_level reads and
+	// sets; nil answers that call with ErrNotAvailable.
+	LogLevel *slog.LevelVar
 }
 
 // Handler serves the server API at Prefix+<method>: every method is a POST
 // with a JSON body, answered with a JSON result or a JSON error body
 // ({"error":{"code","message"}}) and the matching status.
 type Handler struct {
-	node    *node.Node
-	access  keyAccess
-	keyHash [sha256.Size]byte
+	node *node.Node
+	log  *slog.Logger
+	// key is how calls are admitted; SetKey swaps it while the API serves.
+	key     atomic.Pointer[apiKey]
 	maxBody int64
-	routes  map[string]http.HandlerFunc
+	// level is what /api/log_level reads and sets; nil: not settable.
+	level  *slog.LevelVar
+	routes map[string]http.HandlerFunc
+}
+
+// apiKey is the key in force and how it admits calls.
+type apiKey struct {
+	access  keyAccess
+	dev     bool
+	keyHash [sha256.Size]byte
 }
 
 // keyAccess is how a Handler admits calls, fixed at construction.
@@ -63,22 +77,12 @@ func New(cfg Config) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{node: cfg.Node, maxBody: cfg.MaxBodyBytes}
+	h := &Handler{node: cfg.Node, log: log, maxBody: cfg.MaxBodyBytes, level: cfg.LogLevel}
 	if h.maxBody <= 0 {
 		h.maxBody = DefaultMaxBodyBytes
 	}
-	switch {
-	case cfg.Key != "":
-		// Hashing both sides makes the comparison constant-time in the key's
-		// length too, which subtle.ConstantTimeCompare alone is not.
-		h.keyHash = sha256.Sum256([]byte(cfg.Key))
-	case cfg.Dev:
-		h.access = accessOpen
-		log.Warn("server API is open to anyone: dev mode and no api_key configured")
-	default:
-		h.access = accessClosed
-		log.Warn("server API is disabled: no api_key configured, every call is answered 401")
-	}
+	h.key.Store(&apiKey{dev: cfg.Dev})
+	h.SetKey(cfg.Key)
 	h.routes = map[string]http.HandlerFunc{
 		"publish":        serve(h.maxBody, h.publish),
 		"broadcast":      serve(h.maxBody, h.broadcast),
@@ -91,6 +95,7 @@ func New(cfg Config) *Handler {
 		"disconnect":     serve(h.maxBody, h.disconnect),
 		"connections":    serve(h.maxBody, h.connections),
 		"send_user":      serve(h.maxBody, h.sendUser),
+		"log_level":      serve(h.maxBody, h.logLevel),
 	}
 	return h
 }
@@ -125,8 +130,28 @@ func requirePost(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
+// SetKey replaces the API key while the API serves, with Config.Key's
+// meaning, logging the same warnings as New for an open or closed API.
+func (h *Handler) SetKey(key string) {
+	k := &apiKey{dev: h.key.Load().dev}
+	switch {
+	case key != "":
+		// Hashing both sides makes the comparison constant-time in the key's
+		// length too, which subtle.ConstantTimeCompare alone is not.
+		k.keyHash = sha256.Sum256([]byte(key))
+	case k.dev:
+		k.access = accessOpen
+		h.log.Warn("server API is open to anyone: dev mode and no api_key configured")
+	default:
+		k.access = accessClosed
+		h.log.Warn("server API is disabled: no api_key configured, every call is answered 401")
+	}
+	h.key.Store(k)
+}
+
 func (h *Handler) authorize(r *http.Request) error {
-	switch h.access {
+	k := h.key.Load()
+	switch k.access {
 	case accessOpen:
 		return nil
 	case accessClosed:
@@ -137,7 +162,7 @@ func (h *Handler) authorize(r *http.Request) error {
 		return protocol.ErrUnauthorized.With(`missing "Authorization: apikey <key>" header`)
 	}
 	got := sha256.Sum256([]byte(strings.TrimSpace(key)))
-	if subtle.ConstantTimeCompare(got[:], h.keyHash[:]) != 1 {
+	if subtle.ConstantTimeCompare(got[:], k.keyHash[:]) != 1 {
 		return protocol.ErrUnauthorized.With("invalid API key")
 	}
 	return nil

@@ -101,7 +101,7 @@ func (sub *subscription) fetchPage() {
 	}
 	switch pubs := hist.Publications; {
 	case err != nil:
-		s.n.log.Warn("catch-up history read failed", "channel", sub.channel, "err", err)
+		s.logger().Warn("catch-up history read failed", "channel", sub.channel, "err", err)
 		s.closeLocked(protocol.DisconnectInternal)
 	case hist.Position.Epoch != sub.epoch,
 		len(pubs) == 0 && hist.Position.Offset > since.Offset,

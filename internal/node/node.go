@@ -147,8 +147,7 @@ func (c *Config) setDefaults() {
 type Node struct {
 	cfg       Config
 	engine    engine.Engine
-	// ns holds the namespaces and limits in force, which Reload swaps.
-	ns        liveRef
+	ns        liveRef // the namespaces and limits in force, which Reload swaps
 	hub       *hub
 	id        string
 	log       *slog.Logger

@@ -288,10 +288,12 @@ func (s *Session) Finish() {
 	for sub := range subs.all() {
 		s.release(ctx, sub)
 	}
-	s.n.sessions.remove(s)
+	// Before the registry lets go: a node shutting down waits for it, and
+	// the event sink closes after that.
 	if connected {
 		s.emitDisconnect(user, closing)
 	}
+	s.n.sessions.remove(s)
 }
 
 // HandleFrame runs every command in one inbound frame, in order. A frame that
