@@ -23,21 +23,14 @@ const (
 	AdminPrefix    = "/admin/api/"
 )
 
-// DefaultAdminSessionTTL is how long an admin session token lasts when
-// AdminConfig.SessionTTL is zero.
-const DefaultAdminSessionTTL = time.Hour
-
 // AdminConfig configures the admin API.
 type AdminConfig struct {
 	Node *node.Node
 	// Password is what POST AdminLoginPath must be given.
 	Password string
-	// Secret signs admin session tokens (HS256), at least MinAdminSecret
-	// bytes.
-	Secret []byte
-	// SessionTTL is how long a session token lasts; zero means
-	// DefaultAdminSessionTTL.
-	SessionTTL time.Duration
+	// Tokens mints the session tokens a login answers and checks those
+	// the methods are called with.
+	Tokens *AdminTokens
 	// ClientIP names the caller of a request, for bounding login attempts
 	// per address; nil uses the connection's remote address.
 	ClientIP func(*http.Request) string
@@ -55,7 +48,7 @@ type AdminConfig struct {
 type Admin struct {
 	node         *node.Node
 	api          *Handler
-	tokens       adminTokens
+	tokens       *AdminTokens
 	passwordHash [sha256.Size]byte
 	logins       *loginLimiter
 	clientIP     func(*http.Request) string
@@ -65,25 +58,22 @@ type Admin struct {
 }
 
 // NewAdmin returns the admin API handler; it refuses a config without a
-// password or with a short secret.
+// password or tokens.
 func NewAdmin(cfg AdminConfig) (*Admin, error) {
 	if cfg.Password == "" {
 		return nil, fmt.Errorf("admin: a password is required")
 	}
-	if len(cfg.Secret) < MinAdminSecret {
-		return nil, fmt.Errorf("admin: the secret is %d bytes, at least %d are needed", len(cfg.Secret), MinAdminSecret)
+	if cfg.Tokens == nil {
+		return nil, fmt.Errorf("admin: no session tokens configured")
 	}
 	a := &Admin{
 		node:         cfg.Node,
-		tokens:       adminTokens{secret: cfg.Secret, ttl: cfg.SessionTTL},
+		tokens:       cfg.Tokens,
 		passwordHash: sha256.Sum256([]byte(cfg.Password)),
 		logins:       newLoginLimiter(),
 		clientIP:     cfg.ClientIP,
 		log:          cfg.Logger,
 		now:          cfg.Now,
-	}
-	if a.tokens.ttl <= 0 {
-		a.tokens.ttl = DefaultAdminSessionTTL
 	}
 	if a.clientIP == nil {
 		a.clientIP = remoteIP
@@ -112,14 +102,6 @@ func NewAdmin(cfg AdminConfig) (*Admin, error) {
 		"publish":        serve(maxBody, a.api.publish),
 	}
 	return a, nil
-}
-
-// VerifyToken checks an admin session token and returns its expiry. A
-// token not signed with the admin secret fails with ErrNotAdminToken
-// wrapped; other failures are *protocol.Error (ErrTokenExpired,
-// ErrUnauthorized).
-func (a *Admin) VerifyToken(token string) (time.Time, error) {
-	return a.tokens.verify(token)
 }
 
 // ServeHTTP serves AdminLoginPath and the methods under AdminPrefix.
@@ -151,7 +133,7 @@ func (a *Admin) authorize(r *http.Request) error {
 	if !ok || !strings.EqualFold(scheme, "bearer") {
 		return protocol.ErrUnauthorized.With(`missing "Authorization: Bearer <admin session token>" header; POST %s to get one`, AdminLoginPath)
 	}
-	if _, err := a.tokens.verify(strings.TrimSpace(token)); err != nil {
+	if _, err := a.tokens.Verify(strings.TrimSpace(token)); err != nil {
 		if pe := protocol.AsError(err); pe.Code == protocol.ErrTokenExpired.Code {
 			return pe
 		}

@@ -29,8 +29,8 @@ func adminServer(t *testing.T, cfg AdminConfig) (*httptest.Server, *node.Node) {
 	if cfg.Password == "" {
 		cfg.Password = testAdminPassword
 	}
-	if cfg.Secret == nil {
-		cfg.Secret = []byte(testAdminSecret)
+	if cfg.Tokens == nil {
+		cfg.Tokens = testAdminTokens(t, testAdminSecret, 0)
 	}
 	a, err := NewAdmin(cfg)
 	if err != nil {
@@ -73,11 +73,23 @@ func adminCall(t *testing.T, url, token, method, body string) response {
 	return do(t, req)
 }
 
+func testAdminTokens(t *testing.T, secret string, ttl time.Duration) *AdminTokens {
+	t.Helper()
+	a, err := NewAdminTokens([]byte(secret), ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 func TestNewAdminRefusesWeakConfig(t *testing.T) {
-	if _, err := NewAdmin(AdminConfig{Secret: []byte(testAdminSecret)}); err == nil {
+	if _, err := NewAdmin(AdminConfig{Tokens: testAdminTokens(t, testAdminSecret, 0)}); err == nil {
 		t.Error("no password accepted")
 	}
-	if _, err := NewAdmin(AdminConfig{Password: "pw", Secret: []byte("short")}); err == nil {
+	if _, err := NewAdmin(AdminConfig{Password: "pw"}); err == nil {
+		t.Error("no tokens accepted")
+	}
+	if _, err := NewAdminTokens([]byte("short"), 0); err == nil {
 		t.Error("a short secret accepted")
 	}
 }
@@ -101,9 +113,9 @@ func TestAdminAuth(t *testing.T) {
 		"api key token": {"Bearer " + testKey, protocol.ErrUnauthorized.Code},
 		"garbage":       {"Bearer x.y.z", protocol.ErrUnauthorized.Code},
 		"tampered":      {"Bearer " + token[:len(token)-2] + "AA", protocol.ErrUnauthorized.Code},
-		"other secret": {"Bearer " + mustMint(t, adminTokens{secret: []byte(strings.Repeat("x", 32)), ttl: time.Hour}, time.Now()),
+		"other secret": {"Bearer " + mustMint(t, testAdminTokens(t, strings.Repeat("x", 32), time.Hour), time.Now()),
 			protocol.ErrUnauthorized.Code},
-		"expired": {"Bearer " + mustMint(t, adminTokens{secret: []byte(testAdminSecret), ttl: time.Minute}, time.Now().Add(-time.Hour)),
+		"expired": {"Bearer " + mustMint(t, testAdminTokens(t, testAdminSecret, time.Minute), time.Now().Add(-time.Hour)),
 			protocol.ErrTokenExpired.Code},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -136,7 +148,7 @@ func mustRequest(t *testing.T, method, url string) *http.Request {
 	return req
 }
 
-func mustMint(t *testing.T, a adminTokens, now time.Time) string {
+func mustMint(t *testing.T, a *AdminTokens, now time.Time) string {
 	t.Helper()
 	tok, err := a.mint(now)
 	if err != nil {

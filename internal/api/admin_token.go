@@ -33,13 +33,31 @@ var adminMethod = jwt.SigningMethodHS256
 // expired), so callers can try it as another kind of token.
 var ErrNotAdminToken = errors.New("not an admin session token")
 
-// adminTokens mints and verifies admin session tokens.
-type adminTokens struct {
+// DefaultAdminSessionTTL is how long an admin session token lasts when
+// NewAdminTokens is given no TTL.
+const DefaultAdminSessionTTL = time.Hour
+
+// AdminTokens mints and verifies admin session tokens. The server needs
+// them before the admin API exists: its connection token verifier takes
+// admin sessions too, so that the admin UI can connect.
+type AdminTokens struct {
 	secret []byte
 	ttl    time.Duration
 }
 
-func (a adminTokens) mint(now time.Time) (string, error) {
+// NewAdminTokens returns the session tokens signed with secret, at least
+// MinAdminSecret bytes, lasting ttl (zero: DefaultAdminSessionTTL).
+func NewAdminTokens(secret []byte, ttl time.Duration) (*AdminTokens, error) {
+	if len(secret) < MinAdminSecret {
+		return nil, fmt.Errorf("admin: the secret is %d bytes, at least %d are needed", len(secret), MinAdminSecret)
+	}
+	if ttl <= 0 {
+		ttl = DefaultAdminSessionTTL
+	}
+	return &AdminTokens{secret: secret, ttl: ttl}, nil
+}
+
+func (a *AdminTokens) mint(now time.Time) (string, error) {
 	id := make([]byte, 12)
 	if _, err := rand.Read(id); err != nil {
 		return "", err
@@ -54,11 +72,11 @@ func (a adminTokens) mint(now time.Time) (string, error) {
 	return jwt.NewWithClaims(adminMethod, claims).SignedString(a.secret)
 }
 
-// verify returns the expiry of a valid admin session token. A token not
+// Verify returns the expiry of a valid admin session token. A token not
 // signed with the secret (or not with HS256) fails with ErrNotAdminToken
 // wrapped; a signed one that is expired with protocol.ErrTokenExpired, and
 // one whose claims are wrong otherwise with protocol.ErrUnauthorized.
-func (a adminTokens) verify(token string) (time.Time, error) {
+func (a *AdminTokens) Verify(token string) (time.Time, error) {
 	var claims jwt.RegisteredClaims
 	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return a.secret, nil },
 		jwt.WithValidMethods([]string{adminMethod.Alg()}),

@@ -13,10 +13,10 @@ import (
 
 func TestAdminTokens(t *testing.T) {
 	secret := []byte(testAdminSecret)
-	a := adminTokens{secret: secret, ttl: time.Hour}
+	a := testAdminTokens(t, testAdminSecret, time.Hour)
 	now := time.Now()
 	tok := mustMint(t, a, now)
-	exp, err := a.verify(tok)
+	exp, err := a.Verify(tok)
 	if err != nil || exp.Unix() != now.Add(time.Hour).Unix() {
 		t.Fatalf("verify: %v, %v", exp, err)
 	}
@@ -33,13 +33,16 @@ func TestAdminTokens(t *testing.T) {
 	}
 	notAdmin := map[string]string{
 		"garbage":      "not a token",
-		"other secret": mustMint(t, adminTokens{secret: []byte(strings.Repeat("y", 32)), ttl: time.Hour}, now),
+		"other secret": mustMint(t, testAdminTokens(t, strings.Repeat("y", 32), time.Hour), now),
 		// The algorithm is pinned: HS512 with the right secret is refused.
 		"HS512": sign(jwt.SigningMethodHS512, valid()),
-		"none":  func() string { s, _ := jwt.NewWithClaims(jwt.SigningMethodNone, valid()).SignedString(jwt.UnsafeAllowNoneSignatureType); return s }(),
+		"none": func() string {
+			s, _ := jwt.NewWithClaims(jwt.SigningMethodNone, valid()).SignedString(jwt.UnsafeAllowNoneSignatureType)
+			return s
+		}(),
 	}
 	for name, tok := range notAdmin {
-		if _, err := a.verify(tok); !errors.Is(err, ErrNotAdminToken) {
+		if _, err := a.Verify(tok); !errors.Is(err, ErrNotAdminToken) {
 			t.Errorf("%s: %v, want ErrNotAdminToken", name, err)
 		}
 	}
@@ -51,13 +54,13 @@ func TestAdminTokens(t *testing.T) {
 		"connect-like": {"sub": "alice", "exp": now.Add(time.Minute).Unix()},
 	}
 	for name, claims := range wrong {
-		if _, err := a.verify(sign(jwt.SigningMethodHS256, claims)); protocol.AsError(err).Code != protocol.ErrUnauthorized.Code {
+		if _, err := a.Verify(sign(jwt.SigningMethodHS256, claims)); protocol.AsError(err).Code != protocol.ErrUnauthorized.Code {
 			t.Errorf("%s: %v, want unauthorized", name, err)
 		}
 	}
 	expired := valid()
 	expired["exp"] = now.Add(-time.Minute).Unix()
-	if _, err := a.verify(sign(jwt.SigningMethodHS256, expired)); protocol.AsError(err).Code != protocol.ErrTokenExpired.Code {
+	if _, err := a.Verify(sign(jwt.SigningMethodHS256, expired)); protocol.AsError(err).Code != protocol.ErrTokenExpired.Code {
 		t.Errorf("expired: %v", err)
 	}
 }

@@ -1,0 +1,169 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	cws "github.com/coder/websocket"
+
+	"github.com/heraldrt/herald/internal/api"
+	"github.com/heraldrt/herald/internal/node"
+)
+
+const (
+	testAdminPassword = "admin-password"
+	testAdminSecret   = "admin-secret-admin-secret-admin-secret"
+)
+
+func adminConfig() Config {
+	cfg := testConfig()
+	cfg.Admin = AdminConfig{Enabled: true, Password: testAdminPassword, Secret: testAdminSecret}
+	return cfg
+}
+
+func TestAdminDisabledAnswers404(t *testing.T) {
+	r := start(t, testConfig())
+	for _, c := range []struct{ method, path string }{
+		{http.MethodGet, "/admin/"},
+		{http.MethodGet, "/admin/admin.js"},
+		{http.MethodPost, api.AdminLoginPath},
+		{http.MethodPost, api.AdminPrefix + "nodes"},
+	} {
+		status, body, _ := r.do(t, c.method, c.path, "", `{"password":"x"}`)
+		wantStatus(t, c.method+" "+c.path, status, http.StatusNotFound, body)
+	}
+}
+
+func TestAdminConfigValidation(t *testing.T) {
+	for name, c := range map[string]struct {
+		mutate func(*Config)
+		want   string
+	}{
+		"no password":  {func(c *Config) { c.Admin.Password = "" }, "admin.password"},
+		"short secret": {func(c *Config) { c.Admin.Secret = "short" }, "admin.secret"},
+		"auth secret":  {func(c *Config) { c.Auth.HMACSecret = testAdminSecret }, "admin.secret"},
+		"reserved":     {func(c *Config) { c.Namespaces = []node.NamespaceOptions{{Name: AdminNamespace}} }, "reserved"},
+		"reserved, admin off": {func(c *Config) {
+			c.Admin = AdminConfig{}
+			c.Namespaces = []node.NamespaceOptions{{Name: AdminNamespace}}
+		}, "reserved"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := adminConfig()
+			c.mutate(&cfg)
+			err := cfg.Validate()
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Validate: %v, want an error naming %s", err, c.want)
+			}
+		})
+	}
+	cfg := adminConfig()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if ns := cfg.namespaces(); len(ns) != 2 || ns[1].Name != AdminNamespace || ns[1].Subscribe != "" || ns[1].HistorySize != 0 {
+		t.Fatalf("namespaces with the admin on: %+v", ns)
+	}
+}
+
+// The admin UI's connection, made with the admin session token, receives
+// every node's stats each second through the reserved channel, which no
+// other client may subscribe to, even in dev mode.
+func TestAdminLiveStats(t *testing.T) {
+	cfg := adminConfig()
+	cfg.Dev = true
+	r := start(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	status, body, _ := r.do(t, http.MethodGet, "/admin/", "", "")
+	wantStatus(t, "admin page", status, http.StatusOK, body)
+	if !strings.Contains(string(body), "Herald admin") || !strings.Contains(string(body), "/sdk/herald.min.js") {
+		t.Fatalf("admin page %s", body)
+	}
+	status, body, _ = r.do(t, http.MethodGet, "/admin/admin.js", "", "")
+	wantStatus(t, "admin script", status, http.StatusOK, body)
+
+	status, body, _ = r.do(t, http.MethodPost, api.AdminLoginPath, "", `{"password":"wrong"}`)
+	wantStatus(t, "wrong password", status, http.StatusUnauthorized, body)
+	status, body, _ = r.do(t, http.MethodPost, api.AdminLoginPath, "", `{"password":"`+testAdminPassword+`"}`)
+	wantStatus(t, "login", status, http.StatusOK, body)
+	var login api.LoginResult
+	if err := json.Unmarshal(body, &login); err != nil || login.Token == "" {
+		t.Fatalf("login %s: %v", body, err)
+	}
+	// The server API key does not open the admin API, nor the reverse.
+	status, body, _ = r.do(t, http.MethodPost, api.AdminPrefix+"nodes", testKey, `{}`)
+	wantStatus(t, "admin API with the API key", status, http.StatusUnauthorized, body)
+	req, _ := http.NewRequest(http.MethodPost, r.url+api.AdminPrefix+"nodes", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer "+login.Token)
+	res, err := r.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	wantStatus(t, "admin API with the session", res.StatusCode, http.StatusOK, nil)
+
+	dial := func() *cws.Conn {
+		ws, _, err := cws.Dial(ctx, "ws"+strings.TrimPrefix(r.url, "http")+"/ws", &cws.DialOptions{HTTPClient: r.client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ws.CloseNow() })
+		return ws
+	}
+	// An anonymous client is refused the stats channel.
+	other := dial()
+	if err := other.Write(ctx, cws.MessageText, []byte(`{"id":1,"method":"connect","params":{}}`+"\n"+
+		`{"id":2,"method":"subscribe","params":{"channel":"`+AdminStatsChannel+`"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	reply := wsRead(t, ctx, other, func(m map[string]any) bool { return m["id"] == 2.0 })
+	if e, _ := reply["error"].(map[string]any); e == nil || e["code"] != 103.0 {
+		t.Fatalf("anonymous subscribe to the stats channel: %v, want error 103", reply)
+	}
+
+	admin := dial()
+	if err := admin.Write(ctx, cws.MessageText, []byte(`{"id":1,"method":"connect","params":{"token":"`+login.Token+`"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	reply = wsRead(t, ctx, admin, func(m map[string]any) bool { return m["id"] == 1.0 })
+	if reply["error"] != nil {
+		t.Fatalf("admin connect: %v", reply)
+	}
+	snapshot := func() adminStats {
+		t.Helper()
+		pub := wsRead(t, ctx, admin, func(m map[string]any) bool { return m["type"] == "publication" && m["channel"] == AdminStatsChannel })
+		b, _ := json.Marshal(pub["data"])
+		var s adminStats
+		if err := json.Unmarshal(b, &s); err != nil {
+			t.Fatalf("snapshot %s: %v", b, err)
+		}
+		return s
+	}
+	first := snapshot()
+	if first.Node != r.srv.node.ID() || first.Connections["websocket"] != 2 || first.Clients != 2 || len(first.Nodes) != 1 {
+		t.Fatalf("first snapshot %+v", first)
+	}
+	if first.Publications != 0 {
+		t.Fatalf("the snapshots count themselves as publications: %+v", first)
+	}
+	status, body, _ = r.do(t, http.MethodPost, "/api/publish", testKey, `{"channel":"chat:x","data":1}`)
+	wantStatus(t, "publish", status, http.StatusOK, body)
+	for {
+		s := snapshot()
+		if s.Time <= first.Time {
+			t.Fatalf("snapshot time went from %d to %d", first.Time, s.Time)
+		}
+		if s.Publications == 1 {
+			break
+		}
+		if s.Publications != 0 {
+			t.Fatalf("snapshot after one publish: %+v", s)
+		}
+	}
+}
