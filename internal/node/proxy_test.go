@@ -53,10 +53,6 @@ func (b *fakeBackend) ProxyRPC(_ context.Context, req RPCProxyRequest) (RPCProxy
 	return b.rpc(req)
 }
 
-func (b *fakeBackend) proxies() Proxies {
-	return Proxies{Connect: b, Refresh: b, Subscribe: b, Publish: b, RPC: b}
-}
-
 // connectVia opens a bidirectional session and sends connect without a
 // token, with meta as its HTTP request.
 func connectVia(t *testing.T, n *Node, meta *RequestMeta, data string) (*pipe, map[string]json.RawMessage) {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -272,6 +273,57 @@ func TestProxyBackendTimeout(t *testing.T) {
 	status, body, _ := r.do(t, http.MethodPost, "/rpc", "", `{"method":"whoami"}`)
 	if status != http.StatusServiceUnavailable || !strings.Contains(string(body), `"code":118`) {
 		t.Errorf("rpc with a hung connect backend: %d %s, want 503 with 118", status, body)
+	}
+}
+
+// TestProxyRefresh: a session the backend opened with an expire_at is
+// extended by the refresh endpoint, then closed when it says expired.
+func TestProxyRefresh(t *testing.T) {
+	var mu sync.Mutex
+	refreshes := 0
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/connect":
+			fmt.Fprintf(w, `{"result":{"user":"alice","expire_at":%d}}`, time.Now().Unix()+2)
+		case "/refresh":
+			var req map[string]any
+			_ = json.NewDecoder(r.Body).Decode(&req)
+			mu.Lock()
+			refreshes++
+			n := refreshes
+			mu.Unlock()
+			if req["user"] != "alice" || n > 1 {
+				fmt.Fprint(w, `{"result":{"expired":true}}`)
+				return
+			}
+			fmt.Fprintf(w, `{"result":{"expire_at":%d}}`, time.Now().Unix()+2)
+		}
+	}))
+	defer backend.Close()
+	cfg := testConfig()
+	cfg.Dev = true
+	cfg.Proxy.ConnectURL = backend.URL + "/connect"
+	cfg.Proxy.RefreshURL = backend.URL + "/refresh"
+	r := start(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	ws := dialWS(t, ctx, r, "")
+	if res, _ := wsReply(t, ctx, ws, 1)["result"].(map[string]any); res["user"] != "alice" || res["expires_in"] == nil {
+		t.Fatalf("connect result %v, want alice with expires_in", res)
+	}
+	began := time.Now()
+	if code := wsClosed(ctx, ws); code != 4505 {
+		t.Errorf("closed with %d, want 4505 once the backend says expired", code)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if refreshes != 2 {
+		t.Errorf("refresh asked %d times, want 2 (extended once, then expired)", refreshes)
+	}
+	if took := time.Since(began); took < time.Second {
+		t.Errorf("closed after %v: the extension did not hold", took)
 	}
 }
 
