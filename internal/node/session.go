@@ -70,6 +70,10 @@ type Session struct {
 	subs    subscriptionSet
 	out     outbox
 	closing *protocol.Disconnect
+	// liveSince is the engine's accept time (Unix ms) of the oldest live
+	// publication queued since the last Drain; 0: none. It sits by out, on
+	// the cache line every delivery touches anyway.
+	liveSince int64
 	// pongDue is set when a ping is outstanding; any inbound frame clears it.
 	pongDue bool
 	// catchingUp counts subscriptions reading a backlog from history, for
@@ -90,10 +94,9 @@ type Session struct {
 	// counts commands refused in a row.
 	limiter  *rate.Limiter
 	rejected int
-	// liveSince is the engine's accept time (Unix ms) of the oldest live
-	// publication queued since the last Drain, and drainedSince that of the
-	// last Drain's items, for Wrote; 0: none.
-	liveSince, drainedSince int64
+	// drainedSince is liveSince of the items the last Drain returned, for
+	// Wrote.
+	drainedSince int64
 
 	connectedAt time.Time
 	// log is built on first use with logUser, the user named in log lines
