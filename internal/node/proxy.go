@@ -254,7 +254,8 @@ func (s *Session) proxyRefresh() {
 	s.mu.Lock()
 	cred := s.cred
 	s.mu.Unlock()
-	ctx, cancel := context.WithCancel(context.Background())
+	// The proxy bounds its own calls; this bounds one that does not.
+	ctx, cancel := context.WithTimeout(context.Background(), proxyRetry)
 	defer cancel()
 	res, err := s.n.cfg.Proxy.Refresh.ProxyRefresh(ctx, RefreshProxyRequest{ProxyClient: proxyClient(s, cred, "")})
 	s.mu.Lock()

@@ -99,7 +99,7 @@ func loadEnv(k *koanf.Koanf) error {
 					return "", nil
 				}
 				return key, list
-			case "allowed_origins":
+			case "allowed_origins", "proxy.headers", "proxy.cookies":
 				return key, splitList(value)
 			}
 			return key, value

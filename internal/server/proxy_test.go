@@ -380,6 +380,18 @@ func TestProxyRPCWithoutEndpoint(t *testing.T) {
 	}
 }
 
+func TestProxyListsFromEnvironment(t *testing.T) {
+	t.Setenv("HERALD_PROXY__HEADERS", "X-App, User-Agent")
+	t.Setenv("HERALD_PROXY__COOKIES", "sid")
+	cfg, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Proxy.Headers) != 2 || cfg.Proxy.Headers[1] != "User-Agent" || len(cfg.Proxy.Cookies) != 1 {
+		t.Errorf("headers %q, cookies %q", cfg.Proxy.Headers, cfg.Proxy.Cookies)
+	}
+}
+
 func TestProxyConfigValidation(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
