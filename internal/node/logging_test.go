@@ -52,7 +52,8 @@ func TestSessionLogLinesCarryClientAndUser(t *testing.T) {
 			t.Fatalf("line %v lacks client %s and user alice", l, p.s.ID())
 		}
 	}
-	if p.s.logger() != p.s.logger() {
+	first := p.s.logger()
+	if again := p.s.logger(); again != first {
 		t.Fatal("the session logger is rebuilt per line")
 	}
 }
