@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/heraldrt/herald/internal/api"
 	"github.com/heraldrt/herald/internal/node"
+	"github.com/heraldrt/herald/internal/protocol"
 )
 
 const (
@@ -166,4 +168,68 @@ func TestAdminLiveStats(t *testing.T) {
 			t.Fatalf("snapshot after one publish: %+v", s)
 		}
 	}
+}
+
+// fakeTokens is a node.TokenVerifier that accepts one connection token.
+type fakeTokens struct{ token string }
+
+func (f fakeTokens) VerifyConnection(_ context.Context, token string) (node.Credentials, error) {
+	if token != f.token {
+		return node.Credentials{}, protocol.ErrUnauthorized.With("bad token")
+	}
+	return node.Credentials{UserID: "alice"}, nil
+}
+
+func (f fakeTokens) VerifySubscription(context.Context, string) (node.SubscriptionGrant, error) {
+	return node.SubscriptionGrant{UserID: "alice", Channel: "x"}, nil
+}
+
+func TestAdminVerifier(t *testing.T) {
+	tokens, err := api.NewAdminTokens([]byte(testAdminSecret), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	srv := httptest.NewServer(mustAdmin(t, tokens))
+	defer srv.Close()
+	res, err := http.Post(srv.URL+api.AdminLoginPath, "application/json", strings.NewReader(`{"password":"`+testAdminPassword+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var login api.LoginResult
+	if err := json.NewDecoder(res.Body).Decode(&login); err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+
+	v := adminVerifier{admin: tokens, next: fakeTokens{token: "alice-token"}}
+	cred, err := v.VerifyConnection(ctx, login.Token)
+	if err != nil || cred.UserID != adminUser || len(cred.Channels) != 1 || cred.Channels[0] != AdminStatsChannel || cred.ExpiresAt.IsZero() {
+		t.Fatalf("admin token: %+v, %v", cred, err)
+	}
+	if cred, err := v.VerifyConnection(ctx, "alice-token"); err != nil || cred.UserID != "alice" {
+		t.Fatalf("another token goes to the next verifier: %+v, %v", cred, err)
+	}
+	if _, err := v.VerifyConnection(ctx, "bad"); protocol.AsError(err).Code != protocol.ErrUnauthorized.Code {
+		t.Fatalf("a bad token: %v", err)
+	}
+	if g, err := v.VerifySubscription(ctx, "any"); err != nil || g.UserID != "alice" {
+		t.Fatalf("subscription tokens go to the next verifier: %+v, %v", g, err)
+	}
+	alone := adminVerifier{admin: tokens}
+	if _, err := alone.VerifyConnection(ctx, "alice-token"); protocol.AsError(err).Code != protocol.ErrUnauthorized.Code {
+		t.Fatalf("no other verifier: %v", err)
+	}
+	if _, err := alone.VerifySubscription(ctx, "any"); protocol.AsError(err).Code != protocol.ErrUnauthorized.Code {
+		t.Fatalf("no other verifier, subscription: %v", err)
+	}
+}
+
+func mustAdmin(t *testing.T, tokens *api.AdminTokens) *api.Admin {
+	t.Helper()
+	a, err := api.NewAdmin(api.AdminConfig{Password: testAdminPassword, Tokens: tokens})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

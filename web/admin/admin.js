@@ -236,7 +236,7 @@
   function renderNodes(nodes) {
     fill($('nodes'), nodes.map(function (n) {
       return el('tr', {},
-        el('td', {}, el('span', { text: n.name || n.id }), el('br'), el('code', { class: 'muted', text: n.id })),
+        el('td', { title: n.id }, el('span', { text: n.name || n.id }), el('br'), el('code', { class: 'muted', text: n.id.slice(0, 8) + '…' })),
         el('td', { text: n.version }),
         el('td', { class: 'num', text: String(n.num_clients) }),
         el('td', { class: 'num', text: String(n.num_users) }),
