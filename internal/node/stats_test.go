@@ -193,7 +193,8 @@ func TestObserverHearsFanouts(t *testing.T) {
 // publications each one's history keeps, skipping namespaces without
 // history, and never more channels than asked for.
 func TestSampleHistory(t *testing.T) {
-	n := newTestNode(t, Config{Namespaces: []NamespaceOptions{
+	obs := &recordingObserver{}
+	n := newTestNode(t, Config{Observer: obs, Namespaces: []NamespaceOptions{
 		{Name: "kept", HistorySize: 3, HistoryTTL: time.Minute, Subscribe: AccessAnyone},
 		{Name: "none", Subscribe: AccessAnyone},
 	}})
@@ -206,6 +207,9 @@ func TestSampleHistory(t *testing.T) {
 		publish(t, n, "kept:a", i)
 	}
 	publish(t, n, "kept:b", 0)
+	obs.mu.Lock()
+	historyCalls := obs.engineCalls["history"]
+	obs.mu.Unlock()
 	got := map[string]int{}
 	samples := n.SampleHistory(ctx, 10)
 	for _, s := range samples {
@@ -220,6 +224,11 @@ func TestSampleHistory(t *testing.T) {
 	}
 	if s := n.SampleHistory(ctx, 1); len(s) != 1 {
 		t.Fatalf("asked for 1 channel, got %d samples", len(s))
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if obs.engineCalls["history"] != historyCalls {
+		t.Fatalf("sampling reported %d history calls as client traffic", obs.engineCalls["history"]-historyCalls)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	cws "github.com/coder/websocket"
+
 	"github.com/heraldrt/herald/internal/testkit"
 )
 
@@ -242,5 +244,43 @@ func TestMetricsEngineErrors(t *testing.T) {
 		if got, ok := metricValue(body, series); !ok || got != want {
 			t.Errorf("%s = %v (found: %v), want %v", series, got, ok, want)
 		}
+	}
+}
+
+// A WebSocket client's frames are counted both ways, and a publication it
+// receives is timed from its acceptance to the write.
+func TestMetricsWebSocket(t *testing.T) {
+	cfg := testConfig()
+	cfg.Dev = true
+	r := start(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ws, _, err := cws.Dial(ctx, "ws"+strings.TrimPrefix(r.url, "http")+"/ws", &cws.DialOptions{HTTPClient: r.client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	for _, cmd := range []string{`{"id":1,"method":"connect","params":{}}`, `{"id":2,"method":"subscribe","params":{"channel":"metrics:ws"}}`} {
+		if err := ws.Write(ctx, cws.MessageText, []byte(cmd)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if reply := wsRead(t, ctx, ws, func(m map[string]any) bool { return m["id"] == 2.0 }); reply["error"] != nil {
+		t.Fatalf("subscribe: %v", reply)
+	}
+	status, body, _ := r.do(t, http.MethodPost, "/api/publish", testKey, `{"channel":"metrics:ws","data":1}`)
+	wantStatus(t, "publish", status, http.StatusOK, body)
+	wsRead(t, ctx, ws, func(m map[string]any) bool { return m["type"] == "publication" })
+	testkit.WaitFor(t, 10*time.Second, "the write of the publication to be counted", func() bool {
+		v, _ := metricValue(r.scrape(t), `herald_delivery_latency_seconds_count{transport="websocket"}`)
+		return v == 1
+	})
+	scraped := r.scrape(t)
+	if v, _ := metricValue(scraped, `herald_frames_received_total{transport="websocket"}`); v != 2 {
+		t.Errorf("frames received: %v, want 2 (connect and subscribe)", v)
+	}
+	// The connect and subscribe replies and the publication, at least.
+	if v, _ := metricValue(scraped, `herald_frames_sent_total{transport="websocket"}`); v < 3 {
+		t.Errorf("frames sent: %v, want at least 3", v)
 	}
 }
