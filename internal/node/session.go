@@ -496,6 +496,7 @@ func (s *Session) connect(ctx context.Context, req protocol.ConnectRequest) (pro
 	lim := s.n.limits()
 	s.limiter = rate.NewLimiter(rate.Limit(lim.CommandRate), lim.CommandBurst)
 	s.armExpiryLocked()
+	s.emitSessionLocked(EventConnect, "")
 	return protocol.ConnectResult{
 		Client:    s.id,
 		User:      s.cred.UserID,
