@@ -97,10 +97,11 @@ func TestEventsOfASession(t *testing.T) {
 	}
 }
 
-// A client publish names its client; a sink that wants only some types is
-// never handed the others (recordingSink panics on those).
+// A WebSocket-style session reports its connect command; a client publish
+// names its client; a sink that wants only some types is never handed the
+// others (recordingSink panics on those).
 func TestEventsFiltered(t *testing.T) {
-	sink := &recordingSink{mask: EventPublish | EventDisconnect}
+	sink := &recordingSink{mask: EventConnect | EventPublish | EventDisconnect}
 	n := newTestNode(t, Config{Events: sink})
 	p := openSession(t, n, SessionOptions{Bidirectional: true})
 	p.s.HandleFrame(context.Background(), command(1, "connect", nil))
@@ -109,11 +110,11 @@ func TestEventsFiltered(t *testing.T) {
 	p.s.Close(protocol.DisconnectShutdown)
 	<-p.done
 	evs := sink.events()
-	if got := types(evs); !slices.Equal(got, []string{"publish", "disconnect"}) {
+	if got := types(evs); !slices.Equal(got, []string{"connect", "publish", "disconnect"}) {
 		t.Fatalf("events %v", got)
 	}
-	if evs[0].Client != p.s.ID() || string(evs[0].Data) != `{"x":1}` {
-		t.Errorf("publish event %+v", evs[0])
+	if evs[1].Client != p.s.ID() || string(evs[1].Data) != `{"x":1}` {
+		t.Errorf("publish event %+v", evs[1])
 	}
 }
 
