@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/heraldrt/herald/internal/api"
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
+	"github.com/heraldrt/herald/internal/testkit"
 )
 
 const (
@@ -232,4 +234,96 @@ func mustAdmin(t *testing.T, tokens *api.AdminTokens) *api.Admin {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// Two nodes on one Redis: the admin UI's connection on one node hears both
+// nodes' stats, the channels method sums both nodes' subscribers, and an
+// unsubscribe sent to one node reaches a client on the other.
+func TestAdminAcrossRedisCluster(t *testing.T) {
+	url, _ := testkit.StartRedis(t)
+	var nodes []*running
+	for range 2 {
+		cfg := adminConfig()
+		cfg.Dev = true
+		cfg.Engine, cfg.RedisURL, cfg.EnginePrefix = EngineRedis, url, "admin"
+		cfg.NodeHeartbeat = 100 * time.Millisecond
+		nodes = append(nodes, start(t, cfg))
+	}
+	a, b := nodes[0], nodes[1]
+	testkit.WaitFor(t, 10*time.Second, "the nodes to see each other", func() bool {
+		return len(a.srv.node.Nodes()) == 2 && len(b.srv.node.Nodes()) == 2
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	status, body, _ := a.do(t, http.MethodPost, api.AdminLoginPath, "", `{"password":"`+testAdminPassword+`"}`)
+	wantStatus(t, "login", status, http.StatusOK, body)
+	var login api.LoginResult
+	if err := json.Unmarshal(body, &login); err != nil {
+		t.Fatal(err)
+	}
+	call := func(method, body string, out any) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, a.url+api.AdminPrefix+method, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+login.Token)
+		res, err := a.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		wantStatus(t, method, res.StatusCode, http.StatusOK, b)
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s: %s: %v", method, b, err)
+		}
+	}
+	dial := func(r *running, frames string) *cws.Conn {
+		ws, _, err := cws.Dial(ctx, "ws"+strings.TrimPrefix(r.url, "http")+"/ws", &cws.DialOptions{HTTPClient: r.client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ws.CloseNow() })
+		if err := ws.Write(ctx, cws.MessageText, []byte(frames)); err != nil {
+			t.Fatal(err)
+		}
+		return ws
+	}
+
+	admin := dial(a, `{"id":1,"method":"connect","params":{"token":"`+login.Token+`"}}`)
+	heard := map[string]bool{}
+	for len(heard) < 2 {
+		pub := wsRead(t, ctx, admin, func(m map[string]any) bool { return m["type"] == "publication" && m["channel"] == AdminStatsChannel })
+		data, _ := pub["data"].(map[string]any)
+		id, _ := data["node"].(string)
+		heard[id] = true
+	}
+	if !heard[a.srv.node.ID()] || !heard[b.srv.node.ID()] {
+		t.Fatalf("stats heard from %v", heard)
+	}
+
+	subscribe := `{"id":1,"method":"connect","params":{}}` + "\n" + `{"id":2,"method":"subscribe","params":{"channel":"chat:x"}}`
+	onB := dial(b, subscribe)
+	connected := wsRead(t, ctx, onB, func(m map[string]any) bool { return m["id"] == 1.0 })
+	result, _ := connected["result"].(map[string]any)
+	clientOnB, _ := result["client"].(string)
+	wsRead(t, ctx, onB, func(m map[string]any) bool { return m["id"] == 2.0 })
+	onA := dial(a, subscribe)
+	wsRead(t, ctx, onA, func(m map[string]any) bool { return m["id"] == 2.0 })
+
+	var channels node.ClusterChannelsResult
+	call("channels", `{"pattern":"chat:*"}`, &channels)
+	if c := channels.Channels["chat:x"]; c.NumSubscribers != 2 || c.NumNodes != 2 || len(channels.Missing) != 0 {
+		t.Fatalf("channels across the cluster: %+v", channels)
+	}
+
+	call("unsubscribe", `{"client":"`+clientOnB+`","channel":"chat:x"}`, &struct{}{})
+	push := wsRead(t, ctx, onB, func(m map[string]any) bool { return m["type"] == "unsubscribe" })
+	if push["channel"] != "chat:x" || push["code"] != 103.0 {
+		t.Fatalf("unsubscribe push on the other node: %v", push)
+	}
+	testkit.WaitFor(t, 10*time.Second, "the subscriber on b gone", func() bool {
+		call("channels", `{"pattern":"chat:*"}`, &channels)
+		c := channels.Channels["chat:x"]
+		return c.NumSubscribers == 1 && c.NumNodes == 1
+	})
 }
