@@ -131,3 +131,27 @@ func TestDrainTellsTheRestAtOnceWhenTimeRunsOut(t *testing.T) {
 		})
 	}
 }
+
+// Sessions not yet told to reconnect are still served while the node
+// drains: publishing works until the engine closes.
+func TestPublishWorksUntilTheEngineCloses(t *testing.T) {
+	n := startDrainNode(t, time.Second)
+	openStamped(t, n, 20)
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- n.Shutdown(ctx)
+	}()
+	testkit.WaitFor(t, 5*time.Second, "the drain to begin", n.Draining)
+	req := protocol.PublishRequest{Channel: "c", Data: []byte(`1`)}
+	if _, err := n.Publish(context.Background(), req); err != nil {
+		t.Fatalf("publish while draining: %v", err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Publish(context.Background(), req); err != protocol.ErrShuttingDown {
+		t.Fatalf("publish after shutdown: %v, want %v", err, protocol.ErrShuttingDown)
+	}
+}

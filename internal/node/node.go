@@ -162,6 +162,8 @@ type Node struct {
 	doneOnce sync.Once
 	polls    pollRegistry
 	cluster  cluster
+	// rpcSlots bounds the RPCs in flight on this node (maxRPCs).
+	rpcSlots chan struct{}
 }
 
 // New validates cfg and returns a node that is not yet receiving from its engine.
@@ -185,6 +187,7 @@ func New(cfg Config) (*Node, error) {
 		startedAt: time.Now(),
 		sessions:  sessionRegistry{byID: make(map[string]*Session), users: make(map[string]int), transports: make(map[string]int)},
 		done:      make(chan struct{}),
+		rpcSlots:  make(chan struct{}, maxRPCs),
 	}
 	n.hub.obs = cfg.Observer
 	n.cluster.init()
@@ -307,10 +310,10 @@ func (n *Node) clientPublish(ctx context.Context, cred Credentials, info *protoc
 	return n.publish(ctx, ns, req, info)
 }
 
+// publish goes on while the node drains: sessions not yet told to reconnect
+// are still served, over a drain spread of seconds. Once the engine closes,
+// its ErrClosed answers ErrShuttingDown (engineError).
 func (n *Node) publish(ctx context.Context, ns NamespaceOptions, req protocol.PublishRequest, info *protocol.ClientInfo) (protocol.PublishResult, error) {
-	if n.draining.Load() {
-		return protocol.PublishResult{}, protocol.ErrShuttingDown
-	}
 	if len(req.Data) > n.limits().MaxPublicationSize {
 		return protocol.PublishResult{}, protocol.ErrMessageTooLarge.With("data is %d bytes, limit %d", len(req.Data), n.limits().MaxPublicationSize)
 	}
