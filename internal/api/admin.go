@@ -89,7 +89,7 @@ func NewAdmin(cfg AdminConfig) (*Admin, error) {
 		maxBody = DefaultMaxBodyBytes
 	}
 	// The server API's endpoints, reached through the admin credential.
-	a.api = &Handler{node: cfg.Node, maxBody: maxBody}
+	a.api = &Handler{node: cfg.Node, log: a.log, maxBody: maxBody}
 	a.routes = map[string]http.HandlerFunc{
 		"nodes":          serve(maxBody, a.api.info),
 		"connections":    serve(maxBody, a.api.connections),
