@@ -254,8 +254,7 @@ func (s *Session) proxyRefresh() {
 	s.mu.Lock()
 	cred := s.cred
 	s.mu.Unlock()
-	// The proxy bounds its own calls; this bounds one that does not.
-	ctx, cancel := context.WithTimeout(context.Background(), proxyRetry)
+	ctx, cancel := context.WithTimeout(context.Background(), maxProxyCall)
 	defer cancel()
 	res, err := s.n.cfg.Proxy.Refresh.ProxyRefresh(ctx, RefreshProxyRequest{ProxyClient: proxyClient(s, cred, "")})
 	s.mu.Lock()

@@ -69,3 +69,40 @@ func TestRPCBounds(t *testing.T) {
 		}
 	}
 }
+
+// A slow backend holds neither the session's later commands nor more than
+// maxRPCsPerSession of its RPCs.
+func TestRPCRunsOffTheCommandPath(t *testing.T) {
+	release := make(chan struct{})
+	b := &fakeBackend{
+		connect: func(ConnectProxyRequest) (ConnectProxyResult, error) { return ConnectProxyResult{User: "alice"}, nil },
+		rpc: func(RPCProxyRequest) (RPCProxyResult, error) {
+			<-release
+			return RPCProxyResult{Data: json.RawMessage(`1`)}, nil
+		},
+	}
+	n := newTestNode(t, Config{Proxy: Proxies{Connect: b, RPC: b}})
+	p, _ := connectVia(t, n, nil, "")
+	ctx := context.Background()
+	for id := uint32(10); id < 10+maxRPCsPerSession+1; id++ {
+		p.s.HandleFrame(ctx, command(id, protocol.MethodRPC, map[string]any{"method": "slow"}))
+	}
+	p.s.HandleFrame(ctx, command(2, protocol.MethodPing, nil))
+	testkit.WaitFor(t, 5*time.Second, "the ping reply while rpcs wait", func() bool {
+		_, ok := replyTo(p.items(), 2)
+		return ok
+	})
+	over, ok := replyTo(p.items(), 10+maxRPCsPerSession)
+	if !ok || !strings.Contains(string(over["error"]), `"code":111`) {
+		t.Errorf("rpc beyond the per-session bound: %v, want 111", over)
+	}
+	close(release)
+	testkit.WaitFor(t, 5*time.Second, "the rpc replies", func() bool {
+		for id := uint32(10); id < 10+maxRPCsPerSession; id++ {
+			if r, ok := replyTo(p.items(), id); !ok || string(r["result"]) != `{"data":1}` {
+				return false
+			}
+		}
+		return true
+	})
+}

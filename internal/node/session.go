@@ -94,6 +94,8 @@ type Session struct {
 	// counts commands refused in a row.
 	limiter  *rate.Limiter
 	rejected int
+	// rpcs counts the session's RPCs in flight (maxRPCsPerSession).
+	rpcs int
 	// drainedSince is liveSince of the items the last Drain returned, for
 	// Wrote.
 	drainedSince int64
@@ -448,8 +450,7 @@ func (s *Session) handleCommand(ctx context.Context, c *protocol.Command) {
 			s.reply(c.ID, nil, err)
 			return
 		}
-		res, err := s.n.clientRPC(ctx, s, s.credentials(), req)
-		s.reply(c.ID, res, err)
+		s.rpcAsync(ctx, c.ID, req)
 	case protocol.MethodPing:
 		s.reply(c.ID, struct{}{}, nil)
 	default:

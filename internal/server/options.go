@@ -104,7 +104,7 @@ func optionTable() []option {
 		{key: "proxy.subscribe_url", help: "Backend endpoint that allows or refuses subscriptions in namespaces with proxy_subscribe."},
 		{key: "proxy.publish_url", help: "Backend endpoint that allows, refuses or rewrites client publications in namespaces with proxy_publish."},
 		{key: "proxy.rpc_url", help: "Backend endpoint that answers clients' rpc commands (and POST /rpc). Empty: rpc is refused with error 108."},
-		{key: "proxy.timeout", help: "How long one backend call may take; beyond it the client gets error 118 (backend unavailable)."},
+		{key: "proxy.timeout", help: "How long one backend call may take; beyond it the client gets error 118 (backend unavailable). Shorter than pong_timeout."},
 		{key: "proxy.headers", help: "Names of the client request headers forwarded to the connect endpoint; no other header is. In the environment: comma-separated."},
 		{key: "proxy.cookies", help: "Names of the client request cookies forwarded to the connect endpoint; no other cookie is. In the environment: comma-separated."},
 		{key: "admin.enabled", help: "Serve the admin web UI at /admin/ and the admin API at /admin/api/ (see docs/admin.md); both need admin.password and admin.secret."},

@@ -31,7 +31,7 @@ func defaultProxy() ProxyConfig {
 }
 
 // validate appends an error for every invalid option to bad.
-func (c *ProxyConfig) validate(bad func(key, format string, args ...any), namespaces []node.NamespaceOptions) {
+func (c *ProxyConfig) validate(bad func(key, format string, args ...any), namespaces []node.NamespaceOptions, pong time.Duration) {
 	for key, u := range map[string]string{"connect_url": c.ConnectURL, "refresh_url": c.RefreshURL, "subscribe_url": c.SubscribeURL, "publish_url": c.PublishURL, "rpc_url": c.RPCURL} {
 		if u == "" {
 			continue
@@ -45,6 +45,11 @@ func (c *ProxyConfig) validate(bad func(key, format string, args ...any), namesp
 	}
 	if c.Timeout <= 0 {
 		bad("proxy.timeout", "must be positive, got %v", c.Timeout)
+	}
+	if c.enabled() && c.Timeout >= pong {
+		// A connection's commands run in order: its pong waits behind a
+		// connect, subscribe or publish that waits on the backend.
+		bad("proxy.timeout", "%v must be shorter than pong_timeout (%v), or a slow backend closes connections with 4002", c.Timeout, pong)
 	}
 	for _, ns := range namespaces {
 		if ns.ProxySubscribe && c.SubscribeURL == "" {

@@ -401,6 +401,7 @@ func TestProxyConfigValidation(t *testing.T) {
 		{"bad url", func(c *Config) { c.Proxy.RPCURL = "ftp://x" }, "proxy.rpc_url"},
 		{"refresh alone", func(c *Config) { c.Proxy.RefreshURL = "http://b/r" }, "proxy.refresh_url"},
 		{"timeout", func(c *Config) { c.Proxy.Timeout = 0 }, "proxy.timeout"},
+		{"timeout over pong", func(c *Config) { c.Proxy.RPCURL, c.Proxy.Timeout = "http://b/rpc", c.PongTimeout }, "proxy.timeout"},
 		{"namespace needs subscribe", func(c *Config) {
 			c.Namespaces = []node.NamespaceOptions{{Name: "x", ProxySubscribe: true}}
 		}, "proxy.subscribe_url"},
