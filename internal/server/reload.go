@@ -56,8 +56,11 @@ type reloadState struct {
 	// applied is the configuration of the last successful reload (or New),
 	// guarded by mu, against which the next reload reports what changed.
 	applied Config
-	// stopAuth ends the JWKS refresh of the verifier in use; guarded by mu.
+	// stopAuth ends the JWKS refresh of the verifier in use; stopped says
+	// the server stopped it for good, after which reloads are refused. Both
+	// guarded by mu.
 	stopAuth context.CancelFunc
+	stopped  bool
 	// verifier checks tokens; nil when no key is configured.
 	verifier atomic.Pointer[auth.Verifier]
 	origin   atomic.Pointer[func(*http.Request) bool]
@@ -83,6 +86,7 @@ func (s *Server) stopCurrentAuth() {
 	s.reload.mu.Lock()
 	defer s.reload.mu.Unlock()
 	s.reload.stopAuth()
+	s.reload.stopped = true
 }
 
 // checkOrigin applies the allowed_origins in force.
@@ -118,6 +122,10 @@ func (s *Server) apply(ctx context.Context, next Config) error {
 		err = fmt.Errorf("server: reload: %w", err)
 		s.log.ErrorContext(ctx, "configuration not reloaded, keeping the running one", "err", err)
 		return err
+	}
+	if r.stopped {
+		// A verifier built now would refresh its JWKS after the server is gone.
+		return refuse(errors.New("the server has stopped"))
 	}
 	if err := next.Validate(); err != nil {
 		return refuse(err)

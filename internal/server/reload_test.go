@@ -187,3 +187,14 @@ func TestReloadWithoutLoader(t *testing.T) {
 		t.Fatalf("Reload without a loader: %v", err)
 	}
 }
+
+func TestReloadAfterStopIsRefused(t *testing.T) {
+	cfg := reloadConfig()
+	r := startReloadable(t, cfg)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.srv.Reload(context.Background()); err == nil {
+		t.Fatal("a stopped server reloaded")
+	}
+}
