@@ -163,3 +163,22 @@ func TestNewRefusesBadEndpoints(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkConnect is the cost of one connect proxy call to a loopback
+// backend: what a tokenless client's connect adds.
+func BenchmarkConnect(b *testing.B) {
+	srv := httptest.NewServer(answer(`{"result":{"user":"alice"}}`))
+	defer srv.Close()
+	p, err := New(Config{Connect: srv.URL})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	req := node.ConnectProxyRequest{ProxyClient: node.ProxyClient{Client: "c", Transport: "websocket", Protocol: "json"}, Cookies: map[string]string{"sid": "s"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Proxies().Connect.ProxyConnect(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
