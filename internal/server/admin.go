@@ -142,6 +142,24 @@ func (s *Server) mountAdmin(mux *http.ServeMux, tokens *api.AdminTokens, clientI
 	return nil
 }
 
+// adminQuiet keeps the admin's own traffic out of an event sink (the
+// webhooks): the stats snapshots and the UI's subscriptions to them are no
+// application's events.
+type adminQuiet struct{ node.EventSink }
+
+// quietAdmin wraps sink, when there is one, so that it never wants events
+// on the admin namespace's channels.
+func quietAdmin(sink node.EventSink) node.EventSink {
+	if sink == nil {
+		return nil
+	}
+	return adminQuiet{sink}
+}
+
+func (q adminQuiet) Wants(t node.EventType, channel string) bool {
+	return protocol.Namespace(channel) != AdminNamespace && q.EventSink.Wants(t, channel)
+}
+
 // adminStats is one node's snapshot on AdminStatsChannel.
 type adminStats struct {
 	Node    string `json:"node"`

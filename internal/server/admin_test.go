@@ -327,3 +327,21 @@ func TestAdminAcrossRedisCluster(t *testing.T) {
 		return c.NumSubscribers == 1 && c.NumNodes == 1
 	})
 }
+
+type wantAll struct{ emitted []node.Event }
+
+func (w *wantAll) Wants(node.EventType, string) bool { return true }
+func (w *wantAll) Emit(ev node.Event)                { w.emitted = append(w.emitted, ev) }
+
+func TestQuietAdmin(t *testing.T) {
+	if quietAdmin(nil) != nil {
+		t.Fatal("no sink became one")
+	}
+	q := quietAdmin(&wantAll{})
+	if q.Wants(node.EventPublish, AdminStatsChannel) || q.Wants(node.EventSubscribe, AdminStatsChannel) {
+		t.Error("the sink is handed the admin's own events")
+	}
+	if !q.Wants(node.EventPublish, "chat:x") || !q.Wants(node.EventConnect, "") {
+		t.Error("the sink lost other events")
+	}
+}

@@ -172,7 +172,7 @@ func (s *Server) wire(verifier *auth.Verifier) error {
 	n, err := node.New(node.Config{
 		Proxy:                    proxies,
 		Observer:                 s.metrics,
-		Events:                   s.events(),
+		Events:                   quietAdmin(s.events()),
 		Engine:                   s.engine,
 		Verifier:                 verifierWithAdmin,
 		Namespaces:               cfg.namespaces(),
