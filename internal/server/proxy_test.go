@@ -368,6 +368,25 @@ func TestProxyHTTPCommands(t *testing.T) {
 	if res.StatusCode != http.StatusOK {
 		t.Errorf("poll: %d", res.StatusCode)
 	}
+	// So does an SSE stream, for each of its channels.
+	for channel, want := range map[string]int{"rooms:open-3": http.StatusOK, "rooms:secret": http.StatusForbidden} {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.url+"/sse?channel="+channel, nil)
+		req.Header.Set("Cookie", "sid=s-alice")
+		res, err := r.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.StatusCode != want {
+			t.Errorf("SSE stream of %s: %d, want %d", channel, res.StatusCode, want)
+		}
+		cancel()
+		res.Body.Close()
+	}
+	subs := b.requests("/subscribe")
+	if len(subs) != 3 || subs[2]["transport"] != "sse" || subs[2]["user"] != "alice" {
+		t.Errorf("subscribe requests %v, want the poll's and the two streams'", subs)
+	}
 }
 
 func TestProxyRPCWithoutEndpoint(t *testing.T) {
