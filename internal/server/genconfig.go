@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -79,14 +80,14 @@ func writeCommented(b *bytes.Buffer, cfg *Config, format string) {
 				indent = ""
 			}
 			writeHelp(b, indent, o)
-			writeKey(b, indent, name, literal(cfg, o.key), toml)
+			writeKey(b, indent, name, literal(cfg, o.key, toml), toml)
 		default:
 			if len(sections) > 0 {
 				panic("server: option " + o.key + " follows a section in optionTable")
 			}
 			b.WriteString("\n")
 			writeHelp(b, "", o)
-			writeKey(b, "", o.key, literal(cfg, o.key), toml)
+			writeKey(b, "", o.key, literal(cfg, o.key, toml), toml)
 		}
 	}
 	b.WriteString("\n")
@@ -166,13 +167,37 @@ func writeNamespaceList(b *bytes.Buffer, list []node.NamespaceOptions, toml bool
 
 // literal formats the option key of cfg so that YAML, TOML and JSON all
 // read it back: JSON strings, numbers, booleans and arrays are valid in the
-// other two.
-func literal(cfg *Config, key string) string {
+// other two. Objects (a list of sections, such as webhooks.endpoints) are
+// written as TOML inline tables when toml is set.
+func literal(cfg *Config, key string, toml bool) string {
 	v, ok := field(cfg, key)
 	if !ok {
 		panic("server: optionTable names unknown option " + key)
 	}
+	if toml {
+		return tomlValue(plain(v))
+	}
 	return encode(plain(v))
+}
+
+// tomlValue is encode for TOML, whose inline tables write key = value
+// where JSON objects write "key": value.
+func tomlValue(x any) string {
+	switch x := x.(type) {
+	case map[string]any:
+		parts := make([]string, 0, len(x))
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			parts = append(parts, k+" = "+tomlValue(x[k]))
+		}
+		return "{" + strings.Join(parts, ", ") + "}"
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = tomlValue(e)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	}
+	return encode(x)
 }
 
 func encode(x any) string {

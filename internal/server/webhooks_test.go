@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -118,5 +120,58 @@ func TestWebhooksEndToEnd(t *testing.T) {
 	}
 	if d := evs[6]; d.Code != 4000 {
 		t.Errorf("disconnect at shutdown has code %d, want 4000", d.Code)
+	}
+}
+
+// Endpoints written by genconfig load back in every format, TOML's inline
+// tables included.
+func TestWebhooksConfigRoundTrip(t *testing.T) {
+	cfg := Defaults()
+	cfg.Webhooks.Endpoints = []WebhookEndpoint{
+		{URL: "https://a.example/h", Secret: "0123456789abcdefgh", Events: []string{"publish", "join"}, Channels: []string{"chat:*"}},
+		{URL: "http://b.example:8080/", Secret: `odd "secret" \ of length`, Events: []string{}, Channels: []string{}},
+	}
+	cfg.Webhooks.RetryMax = 5 * time.Minute
+	for _, format := range []string{FormatYAML, FormatTOML, FormatJSON} {
+		if got := roundTrip(t, cfg, format); !reflect.DeepEqual(got.Webhooks, cfg.Webhooks) {
+			t.Errorf("%s: loaded back %+v\nwant %+v", format, got.Webhooks, cfg.Webhooks)
+		}
+	}
+}
+
+func TestWebhooksConfigValidate(t *testing.T) {
+	for _, c := range []struct {
+		set  func(*WebhooksConfig)
+		want string
+	}{
+		{func(w *WebhooksConfig) { w.Endpoints = []WebhookEndpoint{{URL: "ftp://x", Secret: "0123456789abcdefgh"}} }, "webhooks"},
+		{func(w *WebhooksConfig) { w.Endpoints = []WebhookEndpoint{{URL: "http://x", Secret: "short"}} }, "webhooks"},
+		{func(w *WebhooksConfig) { w.Timeout = 0 }, "webhooks.timeout"},
+		{func(w *WebhooksConfig) { w.MaxEvents = -1 }, "webhooks.max_events"},
+		{func(w *WebhooksConfig) { w.RetryMin, w.RetryMax = time.Minute, time.Second }, "retry_min"},
+	} {
+		cfg := testConfig()
+		c.set(&cfg.Webhooks)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("want an error naming %s, got %v", c.want, err)
+		}
+	}
+}
+
+// With the durable engine the outbox lives in <data_dir>/webhooks, beside
+// the store, and both reopen after a restart.
+func TestWebhooksOutboxInDataDir(t *testing.T) {
+	cfg := testConfig()
+	cfg.Engine = EngineDurable
+	cfg.DataDir = t.TempDir()
+	cfg.Webhooks.Endpoints = []WebhookEndpoint{{URL: "http://127.0.0.1:1/", Secret: "0123456789abcdefgh"}}
+	for range 2 {
+		r := start(t, cfg)
+		if err := r.stop(t); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m, _ := filepath.Glob(filepath.Join(cfg.DataDir, "webhooks", "*")); len(m) == 0 {
+		t.Fatal("no outbox in <data_dir>/webhooks")
 	}
 }
