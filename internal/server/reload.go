@@ -145,10 +145,18 @@ func (s *Server) apply(ctx context.Context, next Config) error {
 	}
 	changed := changedKeys(&r.applied, &next)
 	var restart []string
+	// With a logger of the embedder's, whose level is not ours to change,
+	// log_level is no live option.
+	applies := func(k string) bool { return isLive(k) && (k != "log_level" || s.cfg.LogLevelVar != nil) }
 	for _, k := range changedKeys(&s.cfg, &next) {
-		if !isLive(k) {
+		if !applies(k) {
 			restart = append(restart, k)
 		}
+	}
+	if s.cfg.Engine == EngineNATS && next.natsHistoryMaxAge() != s.cfg.natsHistoryMaxAge() && !slices.Contains(restart, "nats_history_max_age") {
+		// The stream's age limit follows the longest history_ttl only when
+		// the engine opens.
+		restart = append(restart, "nats_history_max_age")
 	}
 	next.Auth.Logger = s.cfg.Auth.Logger
 	var verifier *auth.Verifier
@@ -191,7 +199,7 @@ func (s *Server) apply(ctx context.Context, next Config) error {
 	}
 	// Whatever changed live is in place; what needs a restart is logged
 	// once per reload until it is restarted or changed back.
-	live := slices.DeleteFunc(changed, func(k string) bool { return !isLive(k) })
+	live := slices.DeleteFunc(changed, func(k string) bool { return !applies(k) })
 	r.applied = next
 	s.log.InfoContext(ctx, "configuration reloaded", "changed", live)
 	if len(restart) > 0 {
