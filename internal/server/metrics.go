@@ -147,7 +147,7 @@ var (
 	subscriptionsDesc = prometheus.NewDesc("herald_subscriptions", "Subscriptions of this node's clients.", nil, nil)
 	publicationsDesc  = prometheus.NewDesc("herald_publications_total", "Publications accepted through this node (server API and clients).", nil, nil)
 	deliveriesDesc    = prometheus.NewDesc("herald_deliveries_total", "Copies of publications handed to this node's subscribers (one publication to N subscribers counts N).", nil, nil)
-	historyDesc       = prometheus.NewDesc("herald_history_publications", "Publications kept in the history of a sample of at most 32 channels with subscribers on this node, read at each scrape, by namespace.", []string{"namespace"}, nil)
+	historyDesc       = prometheus.NewDesc("herald_history_publications", "Publications kept in the history of a bounded sample of the channels with subscribers on this node, read at each scrape, by namespace.", []string{"namespace"}, nil)
 )
 
 // historyBuckets span a few publications to the largest histories.
