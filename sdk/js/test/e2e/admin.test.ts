@@ -54,6 +54,8 @@ async function login(viewport: { width: number; height: number }): Promise<{ pag
 }
 
 async function shoot(page: Page, name: string): Promise<void> {
+  // A full-page shot of a scrolled page would show the sticky header mid-page.
+  await page.evaluate(() => window.scrollTo(0, 0));
   const file = await screenshot(browser, page, name);
   expect(statSync(file).size).toBeGreaterThan(0);
 }
@@ -107,6 +109,7 @@ describe('admin UI', () => {
     await page.locator('#history li[data-offset="1"]').waitFor({ timeout: 5_000 });
     expect(await page.locator('#history li').count()).toBe(25);
     expect(await page.locator('#history-more').isVisible()).toBe(false);
+    await shoot(page, 'admin-channels-desktop');
 
     // Publish form: the publication reaches carol and shows in history.
     await page.locator('#tabs button[data-tab="publish"]').click();
