@@ -324,7 +324,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), readyzTimeout)
 		defer cancel()
 		if err := p.Ping(ctx); err != nil {
-			s.log.Warn("readiness: engine does not answer", "err", err)
+			s.log.WarnContext(r.Context(), "readiness: engine does not answer", "err", err)
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte(`{"status":"engine unreachable"}` + "\n"))
 			return

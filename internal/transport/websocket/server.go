@@ -150,7 +150,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.lib.upgrade(w, r, c); err != nil {
-		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		s.log.DebugContext(r.Context(), "websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		c.Failed()
 	}
 }
