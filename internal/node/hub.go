@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/maphash"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -254,6 +255,24 @@ func (h *hub) channelCounts(fn func(channel string, subscribers int)) {
 		sh.mu.RLock()
 		for ch, cs := range sh.channels {
 			fn(ch, len(cs.list))
+		}
+		sh.mu.RUnlock()
+	}
+}
+
+// someChannels calls fn for channels with local subscribers until it
+// returns false. It starts at a random shard, so that callers that stop
+// early see different channels from one call to the next.
+func (h *hub) someChannels(fn func(channel string) bool) {
+	start := rand.IntN(hubShards)
+	for i := range hubShards {
+		sh := &h.shards[(start+i)%hubShards]
+		sh.mu.RLock()
+		for ch := range sh.channels {
+			if !fn(ch) {
+				sh.mu.RUnlock()
+				return
+			}
 		}
 		sh.mu.RUnlock()
 	}

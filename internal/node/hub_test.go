@@ -133,3 +133,29 @@ func TestOneEngineSubscriptionPerChannel(t *testing.T) {
 		t.Fatalf("a newcomer after the channel emptied: %d engine subscribes in all, want 2", subs)
 	}
 }
+
+// someChannels visits every channel once when never stopped, and stops as
+// soon as told.
+func TestHubSomeChannels(t *testing.T) {
+	n := newTestNode(t, Config{})
+	p := openSession(t, n, SessionOptions{})
+	want := []string{"some:a", "some:b", "some:c", "some:d", "some:e"}
+	if err := p.s.SubscribeStream(context.Background(), want, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	n.hub.someChannels(func(ch string) bool { seen[ch]++; return true })
+	if len(seen) != len(want) {
+		t.Fatalf("visited %v, want each of %v", seen, want)
+	}
+	for _, ch := range want {
+		if seen[ch] != 1 {
+			t.Fatalf("visited %s %d times", ch, seen[ch])
+		}
+	}
+	calls := 0
+	n.hub.someChannels(func(string) bool { calls++; return calls < 2 })
+	if calls != 2 {
+		t.Fatalf("%d calls after asking to stop at the second", calls)
+	}
+}

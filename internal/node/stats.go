@@ -79,24 +79,25 @@ type HistorySample struct {
 }
 
 // SampleHistory reads the history length of at most max channels with
-// local subscribers, in namespaces that keep history, picked in the hub's
-// (random) map order. Each costs one engine read of one publication, the
+// local subscribers, in namespaces that keep history, starting from a
+// random hub shard. Each costs one engine read of one publication, the
 // oldest kept: history offsets are contiguous, so the channel's top offset
 // minus the oldest one's, plus one, counts them. It stops early when ctx
 // ends, and its reads are not reported to the Observer, so a scrape does
 // not show up as client traffic.
 func (n *Node) SampleHistory(ctx context.Context, max int) []HistorySample {
+	if max <= 0 {
+		return nil
+	}
 	type pick struct {
 		channel, namespace string
 	}
 	var picks []pick
-	n.hub.channelCounts(func(channel string, _ int) {
-		if len(picks) >= max {
-			return
-		}
+	n.hub.someChannels(func(channel string) bool {
 		if ns, err := n.ns.resolve(channel); err == nil && ns.HistorySize > 0 {
 			picks = append(picks, pick{channel, ns.Name})
 		}
+		return len(picks) < max
 	})
 	out := make([]HistorySample, 0, len(picks))
 	for _, p := range picks {
