@@ -399,3 +399,23 @@ func TestNewRefusesBadEndpoints(t *testing.T) {
 		t.Error("a URL listed twice accepted")
 	}
 }
+
+// BenchmarkDelivery measures events through a durable outbox to a local
+// receiver: emitted, synced, batched, signed, posted and acknowledged.
+func BenchmarkDelivery(b *testing.B) {
+	r := newReceiver(b, 0)
+	cfg := fastConfig(b.TempDir(), Endpoint{URL: r.url(), Secret: testSecret})
+	cfg.BatchSize = 100
+	cfg.Buffer = 1 << 16
+	w := startWebhooks(b, cfg)
+	b.ResetTimer()
+	for i := range b.N {
+		w.Emit(publishEvent("ch", uint64(i+1)))
+		if i%4096 == 4095 {
+			// Keep the buffer from overflowing: wait for the writer.
+			testkit.WaitFor(b, 10*time.Second, "the writer", func() bool { return len(w.in) < 1024 })
+		}
+	}
+	testkit.WaitFor(b, time.Minute, "every event delivered", func() bool { return w.Stats().Delivered == uint64(b.N) })
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
