@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +16,8 @@ import (
 
 	cws "github.com/coder/websocket"
 
+	"github.com/heraldrt/herald/internal/node"
+	"github.com/heraldrt/herald/internal/protocol"
 	"github.com/heraldrt/herald/internal/testkit"
 )
 
@@ -282,5 +285,43 @@ func TestMetricsWebSocket(t *testing.T) {
 	// The connect and subscribe replies and the publication, at least.
 	if v, _ := metricValue(scraped, `herald_frames_sent_total{transport="websocket"}`); v < 3 {
 		t.Errorf("frames sent: %v, want at least 3", v)
+	}
+}
+
+// docs/metrics.md names every metric the server exports.
+func TestMetricsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMetrics()
+	m.stats = func() node.Stats { return node.Stats{} }
+	m.history = func(context.Context, int) []node.HistorySample {
+		return []node.HistorySample{{Namespace: "ns", Publications: 1}}
+	}
+	// Give every labelled metric a series, so the scrape lists it.
+	m.EngineCall("publish", time.Millisecond, nil)
+	m.FannedOut(time.Microsecond)
+	m.Flushed("websocket", 1, time.Millisecond)
+	m.Received("websocket")
+	m.Dropped("websocket", node.DropSlowConsumer, 1)
+	m.Disconnected("websocket", protocol.DisconnectSlowConsumer)
+	m.AuthFailed(protocol.ErrUnauthorized.Code)
+	rec := httptest.NewRecorder()
+	m.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	names := 0
+	for line := range strings.SplitSeq(rec.Body.String(), "\n") {
+		rest, ok := strings.CutPrefix(line, "# HELP herald_")
+		if !ok {
+			continue
+		}
+		name := "herald_" + strings.Fields(rest)[0]
+		names++
+		if !strings.Contains(string(doc), "`"+name+"`") {
+			t.Errorf("docs/metrics.md does not mention %s", name)
+		}
+	}
+	if names < 14 {
+		t.Fatalf("only %d herald_ metrics in the scrape", names)
 	}
 }
