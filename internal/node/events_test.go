@@ -163,3 +163,28 @@ func TestPublishWithUnwantedEventsAllocatesNoMore(t *testing.T) {
 		t.Errorf("a publish allocates %v times with a sink that wants no publish events, %v without a sink", with, without)
 	}
 }
+
+// Long polls waiting on a channel neither occupy nor vacate it: only
+// session subscriptions do, even when a poll holds the channel before and
+// after them.
+func TestOccupancyIgnoresPolls(t *testing.T) {
+	sink := &recordingSink{mask: EventOccupied | EventVacated}
+	n := newTestNode(t, Config{Events: sink})
+	ctx := context.Background()
+	const ch = "room"
+	res, poll, err := n.StartPoll(ctx, Credentials{}, PollRequest{Channels: []string{ch}, Timeout: 10 * time.Second}, func() {})
+	if err != nil || poll == nil {
+		t.Fatalf("the poll does not wait: %+v, %v", res, err)
+	}
+	p := openSession(t, n, SessionOptions{})
+	if err := p.s.SubscribeStream(ctx, []string{ch}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.s.Unsubscribe(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	poll.Close()
+	if got := types(sink.events()); !slices.Equal(got, []string{"occupied", "vacated"}) {
+		t.Fatalf("events %v, want one occupied and one vacated", got)
+	}
+}

@@ -47,9 +47,10 @@ type hub struct {
 	// obs, when set, times each publication's fan-out: two clock reads per
 	// publication, none per subscriber.
 	obs Observer
-	// occupancy, when set, learns of a channel's first local subscriber
-	// (true) and of its last one leaving; it is called under the channel's
-	// subLock and must not block.
+	// occupancy, when set, learns of a channel's first local session
+	// subscription (true) and of its last one leaving; it is called under
+	// the channel's subLock and must not block. Long polls waiting on the
+	// channel do not count: each poll would report the channel again.
 	occupancy func(channel string, occupied bool)
 }
 
@@ -73,6 +74,8 @@ type hubShard struct {
 type channelSubscribers struct {
 	list  []subscriber
 	index map[subscriber]int
+	// sessions counts the session subscriptions in list, for occupancy.
+	sessions int
 }
 
 const smallChannel = 16
@@ -154,18 +157,23 @@ func (h *hub) add(ctx context.Context, channel string, s subscriber) error {
 		cs = &channelSubscribers{}
 		sh.channels[channel] = cs
 	}
+	_, session := s.(*subscription)
+	occupied := false
+	if session && cs.find(s) < 0 {
+		occupied = cs.sessions == 0
+		cs.sessions++
+	}
 	cs.add(s)
 	sh.mu.Unlock()
-	if ok {
-		return nil
+	if !ok {
+		if err := h.engine.Subscribe(ctx, channel); err != nil {
+			sh.mu.Lock()
+			delete(sh.channels, channel)
+			sh.mu.Unlock()
+			return err
+		}
 	}
-	if err := h.engine.Subscribe(ctx, channel); err != nil {
-		sh.mu.Lock()
-		delete(sh.channels, channel)
-		sh.mu.Unlock()
-		return err
-	}
-	if h.occupancy != nil {
+	if occupied && h.occupancy != nil {
 		h.occupancy(channel, true)
 	}
 	return nil
@@ -189,15 +197,20 @@ func (h *hub) remove(ctx context.Context, channel string, s subscriber) error {
 		sh.mu.Unlock()
 		return nil
 	}
+	vacated := false
+	if _, session := s.(*subscription); session {
+		cs.sessions--
+		vacated = cs.sessions == 0
+	}
 	empty := len(cs.list) == 0
 	if empty {
 		delete(sh.channels, channel)
 	}
 	sh.mu.Unlock()
+	if vacated && h.occupancy != nil {
+		h.occupancy(channel, false)
+	}
 	if empty {
-		if h.occupancy != nil {
-			h.occupancy(channel, false)
-		}
 		return h.engine.Unsubscribe(ctx, channel)
 	}
 	return nil
