@@ -29,9 +29,9 @@ const (
 	// client), after the engine acknowledged it. It is reported by the node
 	// that took the publish, once per publication.
 	EventPublish
-	// EventOccupied: Channel got its first subscriber on this node;
-	// EventVacated: its last one on this node left. In a cluster each node
-	// reports its own occupancy.
+	// EventOccupied: Channel got its first session subscription on this
+	// node; EventVacated: its last one on this node ended. Long polls do not
+	// count. In a cluster each node reports its own occupancy.
 	EventOccupied
 	EventVacated
 	// EventJoin and EventLeave: a session entered or left Channel's presence
