@@ -76,6 +76,7 @@ func loadFile(k *koanf.Koanf, path string) error {
 
 func loadEnv(k *koanf.Koanf) error {
 	known := knownKeys()
+	def := Defaults()
 	var errs []error
 	ek := koanf.New(".")
 	err := ek.Load(env.Provider(".", env.Opt{
@@ -88,19 +89,13 @@ func loadEnv(k *koanf.Koanf) error {
 			if !known[key] {
 				return "", nil // reported by unknownEnv
 			}
-			switch key {
-			case "namespaces":
-				list := []any{}
-				if strings.TrimSpace(value) == "" {
-					return key, list
-				}
-				if err := json.Unmarshal([]byte(value), &list); err != nil {
-					errs = append(errs, fmt.Errorf("%s: want a JSON array of namespaces: %v", name, err))
-					return "", nil
-				}
+			list, err := envList(&def, key, value)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				return "", nil
+			}
+			if list != nil {
 				return key, list
-			case "allowed_origins", "proxy.headers", "proxy.cookies":
-				return key, splitList(value)
 			}
 			return key, value
 		},
@@ -216,6 +211,28 @@ func checkValue(key string, v any, t reflect.Type) []error {
 		return errs
 	}
 	return nil
+}
+
+// envList reads the environment value of a list option by the option's
+// type, so every list reads the same way: a list of sections (namespaces,
+// webhooks.endpoints) from a JSON array, any other list from comma-separated
+// items. It returns nil for options that are not lists.
+func envList(def *Config, key, value string) (any, error) {
+	v, ok := field(def, key)
+	if !ok || v.Kind() != reflect.Slice {
+		return nil, nil
+	}
+	if v.Type().Elem().Kind() != reflect.Struct {
+		return splitList(value), nil
+	}
+	list := []any{}
+	if strings.TrimSpace(value) == "" {
+		return list, nil
+	}
+	if err := json.Unmarshal([]byte(value), &list); err != nil {
+		return nil, fmt.Errorf("want a JSON array of sections: %w", err)
+	}
+	return list, nil
 }
 
 // splitList splits a comma-separated environment value, dropping blanks.
