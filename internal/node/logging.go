@@ -3,7 +3,7 @@ package node
 import "log/slog"
 
 // logger is the session's logger: the node's, with the client and user ids
-// on every line. It is built on the first line the session logs and kept,
+// and the transport on every line. It is built on the first line the session logs and kept,
 // so an idle session that never logs holds no handler of its own, and a
 // session that logs does not rebuild its attributes per line. It takes no
 // lock: sessions log from paths that hold s.mu and from paths that do not.
@@ -15,7 +15,7 @@ func (s *Session) logger() *slog.Logger {
 	if u := s.logUser.Load(); u != nil {
 		user = *u
 	}
-	l := s.n.log.With("client", s.id, "user", user)
+	l := s.n.log.With("client", s.id, "user", user, "transport", s.t.Name())
 	s.log.CompareAndSwap(nil, l)
 	return s.log.Load()
 }

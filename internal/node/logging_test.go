@@ -48,8 +48,8 @@ func TestSessionLogLinesCarryClientAndUser(t *testing.T) {
 		t.Fatalf("got %d lines", len(lines))
 	}
 	for _, l := range lines {
-		if l["client"] != p.s.ID() || l["user"] != "alice" {
-			t.Fatalf("line %v lacks client %s and user alice", l, p.s.ID())
+		if l["client"] != p.s.ID() || l["user"] != "alice" || l["transport"] != "test" {
+			t.Fatalf("line %v lacks client %s, user alice and transport test", l, p.s.ID())
 		}
 	}
 	first := p.s.logger()
