@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,12 @@ type Config struct {
 	// Name is sent to the server when connecting over WebSocket, to tell
 	// clients apart in its logs.
 	Name string
+	// Data, when not nil, is a JSON value sent with every WebSocket (and
+	// WebRTC) connection, reconnections included. A server with a connect
+	// proxy hands it to the application's backend with a client that brings
+	// no token, and ConnectedEvent.Data carries the backend's answer; other
+	// servers ignore it. SSE and polling do not send it.
+	Data json.RawMessage
 
 	// Token authenticates the client: a connection JWT from the
 	// application's backend, sent in the WebSocket connect command, and as
@@ -191,6 +198,13 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.MinBackoff < 0 || cfg.MaxBackoff < 0 || cfg.BufferSize < 0 || cfg.PollTimeout < 0 || cfg.PollInterval < 0 || cfg.IdleTimeout < 0 {
 		return nil, errors.New("client: negative durations and sizes are not allowed")
+	}
+	if cfg.Data != nil {
+		compact, err := compactJSON(cfg.Data)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Data = compact
 	}
 	if cfg.MinBackoff == 0 {
 		cfg.MinBackoff = DefaultMinBackoff

@@ -59,7 +59,7 @@ func (t *wsTransport) session(ctx context.Context) error {
 	go w.readLoop()
 
 	c.mu.Lock()
-	req := protocol.ConnectRequest{Token: tok, Name: c.cfg.Name, Subs: c.serverPositionsLocked()}
+	req := protocol.ConnectRequest{Token: tok, Data: c.cfg.Data, Name: c.cfg.Name, Subs: c.serverPositionsLocked()}
 	c.mu.Unlock()
 	var res protocol.ConnectResult
 	err = w.call(dctx, protocol.MethodConnect, req, &res)
@@ -82,7 +82,7 @@ func (t *wsTransport) session(ctx context.Context) error {
 
 	c.mu.Lock()
 	t.conn = w
-	c.connectedLocked(ConnectedEvent{ClientID: res.Client, User: res.User})
+	c.connectedLocked(ConnectedEvent{ClientID: res.Client, User: res.User, Data: res.Data})
 	var wanted []*Subscription
 	for _, sub := range c.subs {
 		if sub.wantedLocked() {

@@ -16,6 +16,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/heraldrt/herald/client"
+	"github.com/heraldrt/herald/internal/server"
 	"github.com/heraldrt/herald/internal/testkit"
 )
 
@@ -292,5 +293,63 @@ func TestWebSocketBatchingAndGap(t *testing.T) {
 	pubs := rec.waitPubs(t, 2)
 	if len(pubs) != 2 || pubs[0].Offset != 1 || pubs[1].Offset != 2 {
 		t.Fatalf("delivered %+v", pubs)
+	}
+}
+
+// connectDataBackend authenticates every client as "alice" and answers its
+// connect data back inside its own, counting the calls it got.
+func connectDataBackend(t *testing.T, calls *atomic.Int32) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Data json.RawMessage `json:"data"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		calls.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"result": map[string]any{"user": "alice", "data": map[string]any{"echo": req.Data}}})
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestConnectDataThroughBackend(t *testing.T) {
+	var calls atomic.Int32
+	backend := connectDataBackend(t, &calls)
+	srv := startServer(t, func(cfg *server.Config) { cfg.Proxy.ConnectURL = backend.URL })
+	ctx := ctxT(t)
+	connected := make(chan client.ConnectedEvent, 4)
+	c := newClient(t, srv.URL(), client.WebSocket, func(cfg *client.Config) {
+		cfg.Data = json.RawMessage(`{ "room": "lobby" }`)
+		cfg.OnConnected = func(e client.ConnectedEvent) { connected <- e }
+	})
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Reconnections send the data again and report the new answer.
+	for i := range 2 {
+		select {
+		case e := <-connected:
+			if e.User != "alice" || string(e.Data) != `{"echo":{"room":"lobby"}}` {
+				t.Errorf("connection %d: user %q, data %s", i, e.User, e.Data)
+			}
+		case <-ctx.Done():
+			t.Fatalf("connection %d not reported", i)
+		}
+		if i == 0 {
+			srv.restart("")
+		}
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("backend asked %d times, want 2", n)
+	}
+}
+
+func TestConnectDataMustBeJSON(t *testing.T) {
+	for _, data := range []string{"{", "", "1 2"} {
+		_, err := client.New(client.Config{URL: "http://127.0.0.1:1", Data: json.RawMessage(data)})
+		if err == nil {
+			t.Errorf("Data %q accepted", data)
+		}
 	}
 }
