@@ -161,7 +161,9 @@ func (s *Server) apply(ctx context.Context, next Config) error {
 	next.Auth.Logger = s.cfg.Auth.Logger
 	var verifier *auth.Verifier
 	var stopAuth context.CancelFunc
-	authChanged := !reflect.DeepEqual(r.applied.Auth, next.Auth)
+	// A key file is read again on every reload: rotating a key usually
+	// replaces the file's content, not its name.
+	authChanged := !reflect.DeepEqual(r.applied.Auth, next.Auth) || next.Auth.PublicKeyFile != ""
 	if authChanged {
 		authCtx, cancel := context.WithCancel(context.Background())
 		v, err := auth.New(authCtx, next.Auth)

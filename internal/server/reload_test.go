@@ -3,14 +3,22 @@ package server
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/heraldrt/herald/internal/auth"
 	"github.com/heraldrt/herald/internal/node"
@@ -196,5 +204,57 @@ func TestReloadAfterStopIsRefused(t *testing.T) {
 	}
 	if err := r.srv.Reload(context.Background()); err == nil {
 		t.Fatal("a stopped server reloaded")
+	}
+}
+
+// Rotating a public key usually replaces the key file's content under the
+// same name: a reload must read it again.
+func TestReloadRereadsThePublicKeyFile(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "key.pem")
+	newKey := func() ed25519.PrivateKey {
+		pub, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return priv
+	}
+	first := newKey()
+	cfg := reloadConfig()
+	cfg.Auth.PublicKeyFile = keyFile
+	cfg.Namespaces[0].Publish = node.AccessAuthenticated
+	r := startReloadable(t, cfg)
+	publishAs := func(key ed25519.PrivateKey) int {
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"sub": "u", "exp": time.Now().Add(time.Hour).Unix()}).SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodPost, r.url+"/publish", strings.NewReader(`{"channel":"old:a","data":1}`))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		res, err := r.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if s := publishAs(first); s != http.StatusOK {
+		t.Fatalf("first key before rotation: %d", s)
+	}
+	second := newKey()
+	if err := r.srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s := publishAs(first); s != http.StatusUnauthorized {
+		t.Fatalf("first key after rotation: %d, want 401", s)
+	}
+	if s := publishAs(second); s != http.StatusOK {
+		t.Fatalf("second key after rotation: %d", s)
 	}
 }
