@@ -6,12 +6,13 @@ import { resolveOptions, type ClientOptions, type Resolved } from './options.js'
 import { isValidChannel, isValidEpoch } from './position.js';
 import { Registry } from './registry.js';
 import { Subscription, type SubscriptionOptions } from './subscription.js';
-import type { CommandMethod, EndReason, Transport, TransportHost } from './transport.js';
+import type { CommandMethod, ConnectInfo, EndReason, Transport, TransportHost } from './transport.js';
 import { tokenEnd } from './transports/shared.js';
 import {
   TRANSPORTS,
   type ClientEvents,
   type ClientState,
+  type ConnectedEvent,
   type HistoryOptions,
   type HistoryResult,
   type IceServer,
@@ -67,6 +68,7 @@ export class Client extends Emitter<ClientEvents> {
   private attemptSeq = 0;
   private scheduleSeq = 0;
   private _clientId: string | null = null;
+  private _connectData: unknown = undefined;
   private token: string;
   private tokenStale: boolean;
   private tokenFetch: Promise<string> | null = null;
@@ -111,6 +113,15 @@ export class Client extends Emitter<ClientEvents> {
   /** The client id the server gave the current WebSocket connection. */
   get clientId(): string | null {
     return this._clientId;
+  }
+
+  /**
+   * What the server's connect proxy backend returned for the current
+   * WebSocket connection (its connect reply's `data`); undefined when it
+   * returned nothing, and on the other transports.
+   */
+  get connectData(): unknown {
+    return this._connectData;
   }
 
   /**
@@ -404,13 +415,14 @@ export class Client extends Emitter<ClientEvents> {
     t.open();
   }
 
-  private connected(t: Transport, info: { client?: string; user?: string }): void {
+  private connected(t: Transport, info: ConnectInfo): void {
     if (t !== this.session || this.sessionConnected) return;
     clearTimeout(this.openTimer);
     this.sessionConnected = true;
     this.switching = null;
     const name = t.name;
     this._clientId = info.client ?? null;
+    this._connectData = info.data;
     if (this.lastConnected !== name) {
       const prev = this.lastConnected;
       let reason: 'initial' | 'fallback' | 'upgrade' | 'forced' = 'initial';
@@ -421,9 +433,10 @@ export class Client extends Emitter<ClientEvents> {
     }
     if (this._state !== 'connected') {
       this.setState('connected');
-      const ev: { transport: TransportName; client?: string; user?: string } = { transport: name };
+      const ev: ConnectedEvent = { transport: name };
       if (info.client) ev.client = info.client;
       if (info.user) ev.user = info.user;
+      if (info.data !== undefined) ev.data = info.data;
       this.emit('connected', ev);
     }
     this.waiters.resolveAll();
@@ -547,6 +560,7 @@ export class Client extends Emitter<ClientEvents> {
     if (this.getToken) this.tokenStale = true;
     this.registry.staleAllSubscriptionTokens();
     this._clientId = null;
+    this._connectData = undefined;
     this.setState('disconnected');
     const ev: { code?: number; reason: string; error?: Error } = { reason: r.reason };
     if (r.code !== undefined) ev.code = r.code;

@@ -39,6 +39,13 @@ export interface ClientOptions {
   getToken?: () => Promise<string>;
   /** Sent when connecting over WebSocket, to tell clients apart in server logs. */
   name?: string;
+  /**
+   * A JSON value sent with every WebSocket connection, reconnections
+   * included. A server with a connect proxy hands it to the application's
+   * backend with a client that brings no token; the backend's answer is the
+   * `connected` event's `data` and `connectData`. SSE and polling do not send it.
+   */
+  data?: unknown;
   /** The first reconnect delay's ceiling, in ms (200). */
   minReconnectDelay?: number;
   /** The largest reconnect delay's ceiling, in ms (20000). */
@@ -133,6 +140,8 @@ export interface Resolved {
   withCredentials: boolean;
   headers: Record<string, string>;
   name?: string;
+  /** A copy of options.data, taken through JSON, when given. */
+  data?: unknown;
   minDelay: number;
   maxDelay: number;
   network: NetworkMonitor | null;
@@ -178,6 +187,16 @@ export function resolveOptions(options: ClientOptions): Resolved {
     order,
   };
   if (options.name) r.name = options.name;
+  if (options.data !== undefined) {
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(options.data);
+    } catch {
+      // Reported below with the other values JSON cannot carry.
+    }
+    if (json === undefined) throw new Error('herald: options.data must be a JSON value');
+    r.data = JSON.parse(json);
+  }
   return r;
 }
 

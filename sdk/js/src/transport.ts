@@ -78,7 +78,7 @@ export interface TransportHost {
   /** Positions of the server-side subscriptions, for the connect command. */
   serverPositions(): Record<string, StreamPosition>;
 
-  connected(t: Transport, info: { client?: string; user?: string }): void;
+  connected(t: Transport, info: ConnectInfo): void;
   ended(t: Transport, r: EndReason): void;
   /** Records a position for a subscription not yet confirmed (a probe's "now"). */
   setStart(t: Transport, channel: string, gen: number, position: StreamPosition | null, noHistory: boolean): void;
@@ -101,9 +101,19 @@ export interface TransportHost {
   error(t: Transport, type: 'refresh' | 'subscription' | 'transport', err: Error): void;
 }
 
+/** What a session learned of itself from the server when it connected (WebSocket only). */
+export interface ConnectInfo {
+  client?: string;
+  user?: string;
+  /** The connect proxy backend's data. */
+  data?: unknown;
+}
+
 /** Options the transports read, with defaults applied. */
 export interface ResolvedTransportOptions {
   readonly name?: string;
+  /** The connect command's data: a JSON value. */
+  readonly data?: unknown;
   readonly headers: Readonly<Record<string, string>>;
   readonly withCredentials: boolean;
   readonly timeout: number;

@@ -159,6 +159,8 @@ export interface ConnectedEvent {
   client?: string;
   /** The user the token authenticated (WebSocket only). */
   user?: string;
+  /** What the connect proxy's backend returned for this connection (WebSocket only). */
+  data?: unknown;
 }
 
 export interface DisconnectedEvent {

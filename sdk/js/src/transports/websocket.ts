@@ -9,7 +9,7 @@ import {
   TimeoutError,
 } from '../errors.js';
 import { toPublication, type WirePublication } from '../http.js';
-import type { CommandMethod, EndReason, Transport, TransportHost } from '../transport.js';
+import type { CommandMethod, ConnectInfo, EndReason, Transport, TransportHost } from '../transport.js';
 import { tokenEnd } from './shared.js';
 import type { ClientInfo, WebSocketConstructor, WebSocketLike } from '../types.js';
 
@@ -20,6 +20,15 @@ interface Pending {
   resolve(result: unknown): void;
   reject(err: Error): void;
   timer?: ReturnType<typeof setTimeout>;
+}
+
+/** The connect command's result. */
+interface ConnectReply {
+  client?: string;
+  user?: string;
+  ping?: number;
+  pong?: number;
+  data?: unknown;
 }
 
 /** A frame from the server: a reply (id set) or a push (type set). */
@@ -101,10 +110,11 @@ export class WebSocketTransport implements Transport {
       const params: Record<string, unknown> = {};
       if (token) params['token'] = token;
       if (this.host.options.name) params['name'] = this.host.options.name;
+      if (this.host.options.data !== undefined) params['data'] = this.host.options.data;
       const subs = this.host.serverPositions();
       if (Object.keys(subs).length > 0) params['subs'] = subs;
       this.command('connect', params, this.host.options.timeout).then(
-        (res) => this.onConnectReply(res as { client?: string; user?: string; ping?: number; pong?: number }),
+        (res) => this.onConnectReply(res as ConnectReply),
         (err: Error) => {
           if (err instanceof HeraldError) {
             const expired = err.code === ErrorCodes.TokenExpired;
@@ -128,7 +138,7 @@ export class WebSocketTransport implements Transport {
     ws.onclose = (ev: { code?: number; reason?: string }) => this.onClose(ev.code ?? 1006, ev.reason ?? '');
   }
 
-  private onConnectReply(res: { client?: string; user?: string; ping?: number; pong?: number }): void {
+  private onConnectReply(res: ConnectReply): void {
     if (this.closed) return;
     this.connected = true;
     if (res.ping && res.ping > 0) {
@@ -138,9 +148,10 @@ export class WebSocketTransport implements Transport {
       this.heartbeatWindow = (res.ping + (res.pong ?? 0)) * 1000;
       this.alive();
     }
-    const info: { client?: string; user?: string } = {};
+    const info: ConnectInfo = {};
     if (res.client) info.client = res.client;
     if (res.user) info.user = res.user;
+    if (res.data !== undefined) info.data = res.data;
     this.host.connected(this, info);
     this.update();
   }
