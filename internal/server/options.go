@@ -110,7 +110,7 @@ func optionTable() []option {
 		{key: "admin.enabled", help: "Serve the admin web UI at /admin/ and the admin API at /admin/api/ (see docs/admin.md); both need admin.password and admin.secret."},
 		{key: "admin.password", help: "Password of the admin UI and API login, at least 8 characters. Prefer the environment variable."},
 		{key: "admin.secret", help: "Secret signing admin session tokens (HS256), at least 32 bytes and not auth.hmac_secret. Prefer the environment variable."},
-		{key: "webhooks.endpoints", help: `Receivers of the node's events, each {url, secret (16+ bytes, keys the X-Herald-Signature HMAC), events (types; empty: all), channels (glob patterns; empty: all)}; see docs/webhooks.md. Empty: no webhooks. In a file only.`},
+		{key: "webhooks.endpoints", help: `Receivers of the node's events, each {url, secret (16+ bytes, keys the X-Herald-Signature HMAC), events (types; empty: all), channels (glob patterns; empty: all)}; see docs/webhooks.md. Empty: no webhooks. In the environment: a JSON array.`},
 		{key: "webhooks.dir", help: "Directory of the webhook outbox. Empty: <data_dir>/webhooks, or memory (lost on exit) with the memory engine."},
 		{key: "webhooks.batch_size", help: "Most events in one webhook request."},
 		{key: "webhooks.batch_bytes", help: "Most bytes of events in one webhook request; a larger event goes alone."},

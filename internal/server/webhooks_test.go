@@ -175,3 +175,19 @@ func TestWebhooksOutboxInDataDir(t *testing.T) {
 		t.Fatal("no outbox in <data_dir>/webhooks")
 	}
 }
+
+func TestWebhooksFromEnvironment(t *testing.T) {
+	t.Setenv("HERALD_WEBHOOKS__ENDPOINTS", `[{"url":"https://a.example/h","secret":"0123456789abcdefgh","channels":["chat:*"]}]`)
+	t.Setenv("HERALD_WEBHOOKS__RETRY_MAX", "2m")
+	cfg, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := cfg.Webhooks.Endpoints
+	if len(e) != 1 || e[0].URL != "https://a.example/h" || e[0].Secret != "0123456789abcdefgh" || !slices.Equal(e[0].Channels, []string{"chat:*"}) || len(e[0].Events) != 0 {
+		t.Errorf("endpoints %+v", e)
+	}
+	if cfg.Webhooks.RetryMax != 2*time.Minute {
+		t.Errorf("retry_max %v", cfg.Webhooks.RetryMax)
+	}
+}
