@@ -11,7 +11,7 @@ import (
 // maxDrainGap caps the pause between two clients told to reconnect: a few
 // clients make no wave worth spreading, and should not hold a node's
 // shutdown for the whole window.
-const maxDrainGap = 50 * time.Millisecond
+const maxDrainGap = 10 * time.Millisecond
 
 // drainTick is the granularity of a spread drain: closes due within one tick
 // go out together, so draining many sessions costs a timer per tick, not per

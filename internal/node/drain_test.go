@@ -68,7 +68,8 @@ func openStamped(t *testing.T, n *Node, count int) []*stamped {
 func TestDrainSpreadsDisconnectsOverTheWindow(t *testing.T) {
 	const spread = 600 * time.Millisecond
 	n := startDrainNode(t, spread)
-	sessions := openStamped(t, n, 40)
+	// Enough sessions that maxDrainGap does not shrink the window.
+	sessions := openStamped(t, n, int(spread/maxDrainGap))
 	polled := make(chan time.Time, 1)
 	go func() {
 		_, err := n.Poll(context.Background(), Credentials{}, PollRequest{Channels: []string{"p"}, Timeout: time.Minute})
@@ -136,7 +137,7 @@ func TestDrainTellsTheRestAtOnceWhenTimeRunsOut(t *testing.T) {
 // drains: publishing works until the engine closes.
 func TestPublishWorksUntilTheEngineCloses(t *testing.T) {
 	n := startDrainNode(t, time.Second)
-	openStamped(t, n, 20)
+	openStamped(t, n, int(time.Second/maxDrainGap))
 	shut := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -27,7 +27,9 @@ type told struct {
 // reconnect, and the times they are told must span most of drain_spread.
 func TestDrainTellsEveryTransportSpreadOverTheWindow(t *testing.T) {
 	const perTransport = 8
-	const spread = time.Second
+	// Short enough that 3·perTransport clients fill it at 10 ms apart (the
+	// node's cap per client), so the window is the configured one.
+	const spread = 200 * time.Millisecond
 	cfg := testConfig()
 	cfg.Dev = true
 	cfg.DrainSpread = spread
