@@ -131,6 +131,7 @@ func TestDrainTellsEveryTransportSpreadOverTheWindow(t *testing.T) {
 	if byTransport["websocket"] != perTransport || byTransport["sse"] != perTransport || byTransport["poll"] != perTransport {
 		t.Errorf("told by transport: %v", byTransport)
 	}
+	t.Logf("%d clients told over %v (drain_spread %v); the last %v after shutdown began", len(heard), last.Sub(first), spread, last.Sub(began))
 	if span := last.Sub(first); span < spread/2 {
 		t.Errorf("clients were told within %v of a %v drain_spread: not spread", span, spread)
 	}
