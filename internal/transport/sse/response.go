@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/heraldrt/herald/internal/node"
@@ -97,6 +98,11 @@ func (h *Handler) serveResponse(ctx context.Context, w http.ResponseWriter, sess
 			written := len(items)
 			st.recycle(items)
 			if err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					// The client read nothing for WriteTimeout: a slow
+					// consumer, as a stalled WebSocket is, and counted so.
+					sess.Close(protocol.DisconnectSlowConsumer)
+				}
 				h.cfg.Logger.Debug("sse write failed", "client", sess.ID(), "err", err)
 				return
 			}
