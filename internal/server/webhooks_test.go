@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	cws "github.com/coder/websocket"
 
 	"github.com/heraldrt/herald/internal/hooks/webhook"
+	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/testkit"
 )
 
@@ -144,7 +146,9 @@ func TestWebhooksConfigValidate(t *testing.T) {
 		set  func(*WebhooksConfig)
 		want string
 	}{
-		{func(w *WebhooksConfig) { w.Endpoints = []WebhookEndpoint{{URL: "ftp://x", Secret: "0123456789abcdefgh"}} }, "webhooks"},
+		{func(w *WebhooksConfig) {
+			w.Endpoints = []WebhookEndpoint{{URL: "ftp://x", Secret: "0123456789abcdefgh"}}
+		}, "webhooks"},
 		{func(w *WebhooksConfig) { w.Endpoints = []WebhookEndpoint{{URL: "http://x", Secret: "short"}} }, "webhooks"},
 		{func(w *WebhooksConfig) { w.Timeout = 0 }, "webhooks.timeout"},
 		{func(w *WebhooksConfig) { w.MaxEvents = -1 }, "webhooks.max_events"},
@@ -189,5 +193,51 @@ func TestWebhooksFromEnvironment(t *testing.T) {
 	}
 	if cfg.Webhooks.RetryMax != 2*time.Minute {
 		t.Errorf("retry_max %v", cfg.Webhooks.RetryMax)
+	}
+}
+
+// Events queued while the endpoint is down wait in <data_dir>/webhooks
+// across a restart of the server and are delivered by the next run.
+func TestWebhooksSurviveServerRestart(t *testing.T) {
+	recv := &hookReceiver{secret: "a-webhook-secret-of-some-length"}
+	var down sync.Mutex // held while the endpoint answers 503
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !down.TryLock() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		down.Unlock()
+		recv.ServeHTTP(w, r)
+	}))
+	defer hook.Close()
+	cfg := testConfig()
+	cfg.Engine = EngineDurable
+	cfg.DataDir = t.TempDir()
+	cfg.Webhooks.FlushInterval = 5 * time.Millisecond
+	cfg.Webhooks.RetryMin, cfg.Webhooks.RetryMax = 5*time.Millisecond, 50*time.Millisecond
+	cfg.Webhooks.Endpoints = []WebhookEndpoint{{URL: hook.URL, Secret: recv.secret, Events: []string{"publish"}}}
+	cfg.Namespaces = []node.NamespaceOptions{{Name: "", HistorySize: 10, HistoryTTL: time.Hour}}
+
+	down.Lock()
+	r := start(t, cfg)
+	for i := range 5 {
+		status, body, _ := r.do(t, http.MethodPost, "/api/publish", testKey, fmt.Sprintf(`{"channel":"news","data":{"i":%d}}`, i))
+		wantStatus(t, "publish", status, http.StatusOK, body)
+	}
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if evs, _ := recv.got(); len(evs) != 0 {
+		t.Fatalf("%d events delivered while the endpoint was down", len(evs))
+	}
+	down.Unlock()
+
+	start(t, cfg)
+	testkit.WaitFor(t, 10*time.Second, "the five publish events", func() bool { evs, _ := recv.got(); return len(evs) == 5 })
+	evs, _ := recv.got()
+	for i, e := range evs {
+		if e.Type != "publish" || e.Offset != uint64(i+1) || string(e.Data) != fmt.Sprintf(`{"i":%d}`, i) {
+			t.Errorf("event %d: %+v", i, e)
+		}
 	}
 }
