@@ -22,7 +22,7 @@ func (s *Session) Wrote(written, superseded int) {
 		obs.Dropped(s.t.Name(), DropSuperseded, superseded)
 	}
 	latency := time.Duration(-1)
-	if since != 0 {
+	if since != 0 && written > 0 {
 		// Another node's clock may run ahead of this one's: a publication
 		// from the future was delivered at once.
 		latency = max(time.Since(time.UnixMilli(since)), 0)
