@@ -78,15 +78,15 @@ type HistorySample struct {
 	Publications int
 }
 
-// SampleHistory reads the history length of at most max channels with
+// SampleHistory reads the history length of at most limit channels with
 // local subscribers, in namespaces that keep history, starting from a
 // random hub shard. Each costs one engine read of one publication, the
 // oldest kept: history offsets are contiguous, so the channel's top offset
 // minus the oldest one's, plus one, counts them. It stops early when ctx
 // ends, and its reads are not reported to the Observer, so a scrape does
 // not show up as client traffic.
-func (n *Node) SampleHistory(ctx context.Context, max int) []HistorySample {
-	if max <= 0 {
+func (n *Node) SampleHistory(ctx context.Context, limit int) []HistorySample {
+	if limit <= 0 {
 		return nil
 	}
 	type pick struct {
@@ -97,7 +97,7 @@ func (n *Node) SampleHistory(ctx context.Context, max int) []HistorySample {
 		if ns, err := n.ns.resolve(channel); err == nil && ns.HistorySize > 0 {
 			picks = append(picks, pick{channel, ns.Name})
 		}
-		return len(picks) < max
+		return len(picks) < limit
 	})
 	out := make([]HistorySample, 0, len(picks))
 	for _, p := range picks {
