@@ -194,9 +194,6 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Events != nil {
 		n.hub.occupancy = n.occupancy
 	}
-	if err := checkProxies(cfg.Proxy, cfg.Namespaces); err != nil {
-		return nil, fmt.Errorf("node: %w", err)
-	}
 	live, err := n.newLiveConfig(liveOf(&cfg))
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)

@@ -67,6 +67,9 @@ func (n *Node) newLiveConfig(l Live) (*liveConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkProxies(n.cfg.Proxy, l.Namespaces); err != nil {
+		return nil, err
+	}
 	if p := n.cfg.PersonalNamespace; p != "" {
 		if _, err := ns.resolve(p + ":#user"); err != nil {
 			return nil, fmt.Errorf("personal namespace %q is not configured", p)

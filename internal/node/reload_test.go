@@ -65,6 +65,7 @@ func TestReloadRefusesInvalidConfigEntirely(t *testing.T) {
 		"duplicate":          {Namespaces: []NamespaceOptions{openNamespace("a"), openNamespace("a"), openNamespace("u")}},
 		"invalid":            {Namespaces: []NamespaceOptions{{Name: "a", HistorySize: -1}, openNamespace("u")}},
 		"personal removed":   {Namespaces: []NamespaceOptions{openNamespace("a")}},
+		"proxy missing":      {Namespaces: []NamespaceOptions{openNamespace("a"), openNamespace("u"), {Name: "p", ProxyPublish: true}}},
 		"negative user conn": {Namespaces: []NamespaceOptions{openNamespace("a"), openNamespace("u")}, Limits: Limits{MaxConnectionsPerUser: -1, MaxPublicationSize: 1}},
 	} {
 		if err := n.Reload(l); err == nil {
