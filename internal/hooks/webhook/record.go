@@ -68,8 +68,13 @@ func entryValue(bit uint16, channel string, r *Record) []byte {
 	b := binary.BigEndian.AppendUint16(nil, bit)
 	b = binary.AppendUvarint(b, uint64(len(channel)))
 	b = append(b, channel...)
-	// A Record of strings, numbers and already valid JSON always encodes.
-	js, _ := json.Marshal(r)
+	js, err := json.Marshal(r)
+	if err != nil {
+		// Only Info or Data can fail, when not valid JSON; the node checks
+		// both, but a batch must never carry a broken event.
+		r.Info, r.Data = nil, nil
+		js, _ = json.Marshal(r)
+	}
 	return append(b, js...)
 }
 

@@ -26,3 +26,13 @@ func TestEntryRoundTrip(t *testing.T) {
 		t.Error("a truncated entry decoded")
 	}
 }
+
+// An event whose info is not valid JSON still encodes, without it.
+func TestEntryWithBadInfo(t *testing.T) {
+	ev := node.Event{Type: node.EventConnect, Client: "c", Info: json.RawMessage(`{not json`)}
+	_, _, body, _ := decodeHead(encodeEntry("box", 1, &ev))
+	var r Record
+	if err := json.Unmarshal(body, &r); err != nil || r.Client != "c" || r.Info != nil {
+		t.Fatalf("record %+v: %v", r, err)
+	}
+}

@@ -71,7 +71,13 @@ func New(cfg Config) (*Webhooks, error) {
 		in:      make(chan node.Event, cfg.Buffer),
 		stop:    make(chan struct{}),
 		written: make(chan struct{}),
-		client:  &http.Client{Timeout: cfg.Timeout, Transport: http.DefaultTransport.(*http.Transport).Clone()},
+		client: &http.Client{
+			Timeout:   cfg.Timeout,
+			Transport: http.DefaultTransport.(*http.Transport).Clone(),
+			// A redirect would turn the POST into a GET: it is a failure
+			// to fix in the configuration, not something to follow.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
 	}
 	keep := make(map[string]bool)
 	for _, e := range cfg.Endpoints {
