@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/heraldrt/herald/internal/hooks/proxy"
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
 )
@@ -214,4 +215,38 @@ func (c nodeCollector) collectHistory(ch chan<- prometheus.Metric) {
 	for ns, h := range byNamespace {
 		ch <- prometheus.MustNewConstHistogram(historyDesc, h.count, h.sum, h.buckets, ns)
 	}
+}
+
+// proxyMetrics counts the backend proxy's calls (docs/proxy.md), as its
+// Observer. They are registered only on servers with a proxy.
+type proxyMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+var _ proxy.Observer = (*proxyMetrics)(nil)
+
+// proxyObserver registers the proxy's metrics in m's registry; it is called
+// once, when the server makes its proxy.
+func (m *metrics) proxyObserver() *proxyMetrics {
+	pm := &proxyMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_proxy_requests_total",
+			Help: "Calls to the application's backend through the proxy, by kind (connect, refresh, subscribe, publish, rpc) and result (ok; error: the backend refused; unavailable: it did not answer in time or with a reply).",
+		}, []string{"kind", "result"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "herald_proxy_duration_seconds",
+			Help: "Time one call to the application's backend took, whatever its result, by kind.",
+			// From a loopback backend (a fraction of a millisecond) to the
+			// default proxy.timeout of 5s.
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"kind"}),
+	}
+	m.reg.MustRegister(pm.requests, pm.duration)
+	return pm
+}
+
+func (pm *proxyMetrics) ProxyCall(kind, result string, took time.Duration) {
+	pm.requests.WithLabelValues(kind, result).Inc()
+	pm.duration.WithLabelValues(kind).Observe(took.Seconds())
 }

@@ -307,6 +307,7 @@ func TestMetricsDocumented(t *testing.T) {
 	m.Dropped("websocket", node.DropSlowConsumer, 1)
 	m.Disconnected("websocket", protocol.DisconnectSlowConsumer)
 	m.AuthFailed(protocol.ErrUnauthorized.Code)
+	m.proxyObserver().ProxyCall("rpc", "ok", time.Millisecond)
 	rec := httptest.NewRecorder()
 	m.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	names := 0
@@ -323,5 +324,42 @@ func TestMetricsDocumented(t *testing.T) {
 	}
 	if names < 14 {
 		t.Fatalf("only %d herald_ metrics in the scrape", names)
+	}
+}
+
+// The backend proxy's calls are counted by kind and result, and timed.
+func TestMetricsProxy(t *testing.T) {
+	b := newProxyBackend(t)
+	cfg := proxyConfig(b)
+	// The backend answers this path with no reply at all: unavailable.
+	cfg.Proxy.SubscribeURL = b.URL + "/none"
+	r := start(t, cfg)
+	send := func(method, path, body string) {
+		req, _ := http.NewRequest(method, r.url+path, strings.NewReader(body))
+		req.Header.Set("Cookie", "sid=s-alice")
+		res, err := r.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+	}
+	send(http.MethodPost, "/rpc", `{"method":"whoami"}`)
+	send(http.MethodPost, "/publish", `{"channel":"rooms:x","data":"spam"}`)
+	send(http.MethodGet, "/poll?channel=rooms:open-1", "")
+	body := r.scrape(t)
+	for series, want := range map[string]float64{
+		`herald_proxy_requests_total{kind="connect",result="ok"}`:            3,
+		`herald_proxy_requests_total{kind="rpc",result="ok"}`:                1,
+		`herald_proxy_requests_total{kind="publish",result="error"}`:         1,
+		`herald_proxy_requests_total{kind="subscribe",result="unavailable"}`: 1,
+		`herald_proxy_duration_seconds_count{kind="connect"}`:                3,
+		`herald_proxy_duration_seconds_count{kind="rpc"}`:                    1,
+	} {
+		if got, ok := metricValue(body, series); !ok || got != want {
+			t.Errorf("%s = %v (found %v), want %v", series, got, ok, want)
+		}
+	}
+	if sum, ok := metricValue(body, `herald_proxy_duration_seconds_sum{kind="rpc"}`); !ok || sum <= 0 {
+		t.Errorf("rpc duration sum %v (found %v), want above 0", sum, ok)
 	}
 }

@@ -77,6 +77,7 @@ func (c *ProxyConfig) newProxy(s *Server) (*proxy.Proxy, error) {
 		Headers:   c.Headers,
 		Cookies:   c.Cookies,
 		Logger:    s.log.With("component", "proxy"),
+		Observer:  s.metrics.proxyObserver(),
 	})
 }
 

@@ -35,7 +35,28 @@ type Config struct {
 	// treated as no answer.
 	MaxResponseBytes int64
 	Logger           *slog.Logger
+	// Observer, when not nil, is told of every backend call.
+	Observer Observer
 }
+
+// Observer is told of every backend call: its kind (connect, refresh,
+// subscribe, publish or rpc), its result (ResultOK, ResultError or
+// ResultUnavailable) and how long it took. It is called on the caller's
+// goroutine, so it must be quick.
+type Observer interface {
+	ProxyCall(kind, result string, took time.Duration)
+}
+
+// The results an Observer is told of.
+const (
+	// ResultOK: the backend answered with a result.
+	ResultOK = "ok"
+	// ResultError: the backend refused, with an error or a disconnect.
+	ResultError = "error"
+	// ResultUnavailable: the backend did not answer in time, or not with a
+	// reply; clients get error 118.
+	ResultUnavailable = "unavailable"
+)
 
 // Proxy calls a backend's endpoints. Create it with New and release its
 // idle connections with Close.
@@ -152,10 +173,31 @@ type reply struct {
 	Disconnect *node.ProxyDisconnect `json:"disconnect"`
 }
 
-// call POSTs req as JSON to endpoint and decodes the reply's result into
+// call POSTs req as JSON to the endpoint of kind and decodes the reply's
+// result into res, telling the Observer how it went.
+func (p *Proxy) call(ctx context.Context, kind, endpoint string, req, res any) error {
+	if p.cfg.Observer == nil {
+		return p.post(ctx, endpoint, req, res)
+	}
+	start := time.Now()
+	err := p.post(ctx, endpoint, req, res)
+	result := ResultOK
+	var pe *node.ProxyError
+	var pd *node.ProxyDisconnect
+	switch {
+	case errors.As(err, &pe), errors.As(err, &pd):
+		result = ResultError
+	case err != nil:
+		result = ResultUnavailable
+	}
+	p.cfg.Observer.ProxyCall(kind, result, time.Since(start))
+	return err
+}
+
+// post POSTs req as JSON to endpoint and decodes the reply's result into
 // res. A refusal is a *node.ProxyError or *node.ProxyDisconnect; anything
 // else means the backend did not answer as it should.
-func (p *Proxy) call(ctx context.Context, endpoint string, req, res any) error {
+func (p *Proxy) post(ctx context.Context, endpoint string, req, res any) error {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("proxy: encode request: %w", err)
@@ -217,26 +259,26 @@ var (
 )
 
 func (c connectProxy) ProxyConnect(ctx context.Context, req node.ConnectProxyRequest) (res node.ConnectProxyResult, err error) {
-	err = c.p.call(ctx, c.p.cfg.Connect, req, &res)
+	err = c.p.call(ctx, "connect", c.p.cfg.Connect, req, &res)
 	return res, err
 }
 
 func (c refreshProxy) ProxyRefresh(ctx context.Context, req node.RefreshProxyRequest) (res node.RefreshProxyResult, err error) {
-	err = c.p.call(ctx, c.p.cfg.Refresh, req, &res)
+	err = c.p.call(ctx, "refresh", c.p.cfg.Refresh, req, &res)
 	return res, err
 }
 
 func (c subscribeProxy) ProxySubscribe(ctx context.Context, req node.SubscribeProxyRequest) (res node.SubscribeProxyResult, err error) {
-	err = c.p.call(ctx, c.p.cfg.Subscribe, req, &res)
+	err = c.p.call(ctx, "subscribe", c.p.cfg.Subscribe, req, &res)
 	return res, err
 }
 
 func (c publishProxy) ProxyPublish(ctx context.Context, req node.PublishProxyRequest) (res node.PublishProxyResult, err error) {
-	err = c.p.call(ctx, c.p.cfg.Publish, req, &res)
+	err = c.p.call(ctx, "publish", c.p.cfg.Publish, req, &res)
 	return res, err
 }
 
 func (c rpcProxy) ProxyRPC(ctx context.Context, req node.RPCProxyRequest) (res node.RPCProxyResult, err error) {
-	err = c.p.call(ctx, c.p.cfg.RPC, req, &res)
+	err = c.p.call(ctx, "rpc", c.p.cfg.RPC, req, &res)
 	return res, err
 }

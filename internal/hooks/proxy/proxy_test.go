@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -120,6 +122,48 @@ func isFailure(err error) bool {
 	var pe *node.ProxyError
 	var pd *node.ProxyDisconnect
 	return err != nil && !errors.As(err, &pe) && !errors.As(err, &pd)
+}
+
+// calls records what an Observer is told.
+type calls struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (c *calls) ProxyCall(kind, result string, took time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if took <= 0 {
+		result += " (no duration)"
+	}
+	c.got = append(c.got, kind+" "+result)
+}
+
+func TestObserverSeesEveryCall(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/connect", answer(`{"result":{"user":"alice"}}`))
+	mux.HandleFunc("/refresh", answer(`{"error":{"code":1403,"message":"banned"}}`))
+	mux.HandleFunc("/subscribe", answer(`{"disconnect":{"code":4601,"reason":"bye"}}`))
+	mux.HandleFunc("/publish", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
+	mux.HandleFunc("/rpc", answer(`{"result":{"data":1}}`))
+	srv := backend(t, mux.ServeHTTP)
+	obs := &calls{}
+	p := newProxy(t, Config{
+		Connect: srv.URL + "/connect", Refresh: srv.URL + "/refresh", Subscribe: srv.URL + "/subscribe",
+		Publish: srv.URL + "/publish", RPC: srv.URL + "/rpc", Observer: obs,
+	})
+	ps, ctx := p.Proxies(), context.Background()
+	_, _ = ps.Connect.ProxyConnect(ctx, node.ConnectProxyRequest{})
+	_, _ = ps.Refresh.ProxyRefresh(ctx, node.RefreshProxyRequest{})
+	_, _ = ps.Subscribe.ProxySubscribe(ctx, node.SubscribeProxyRequest{})
+	_, _ = ps.Publish.ProxyPublish(ctx, node.PublishProxyRequest{})
+	_, _ = ps.RPC.ProxyRPC(ctx, node.RPCProxyRequest{})
+	want := []string{"connect ok", "refresh error", "subscribe error", "publish unavailable", "rpc ok"}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if !slices.Equal(obs.got, want) {
+		t.Errorf("observer told %q, want %q", obs.got, want)
+	}
 }
 
 func TestTimeoutIsBounded(t *testing.T) {
