@@ -258,3 +258,45 @@ func TestReloadRereadsThePublicKeyFile(t *testing.T) {
 		t.Fatalf("second key after rotation: %d", s)
 	}
 }
+
+func TestReloadChangesOriginsAndConnectionRate(t *testing.T) {
+	cfg := reloadConfig()
+	cfg.Namespaces[0].Subscribe = node.AccessAnyone
+	cfg.AllowAnonymous = true
+	cfg.ConnectionRate = 0
+	r := startReloadable(t, cfg)
+	stream := func(origin string) int {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.url+"/sse?channel=old:a", nil)
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		res, err := r.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		res.Body.Close()
+		return res.StatusCode
+	}
+	const page = "https://app.example"
+	if s := stream(page); s != http.StatusForbidden {
+		t.Fatalf("stream from %s before reload: %d, want 403", page, s)
+	}
+	next := cfg
+	next.AllowedOrigins = []string{page}
+	next.ConnectionRate, next.ConnectionBurst = 0.001, 2
+	r.set(next, nil)
+	if err := r.srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if s := stream(page); s != http.StatusOK {
+			t.Fatalf("stream %d from %s after reload: %d", i, page, s)
+		}
+	}
+	if s := stream(""); s != http.StatusTooManyRequests {
+		t.Fatalf("stream beyond the reloaded connection burst: %d, want 429", s)
+	}
+}
