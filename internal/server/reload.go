@@ -202,6 +202,9 @@ func (s *Server) apply(ctx context.Context, next Config) error {
 	// Whatever changed live is in place; what needs a restart is logged
 	// once per reload until it is restarted or changed back.
 	live := slices.DeleteFunc(changed, func(k string) bool { return !applies(k) })
+	if live == nil {
+		live = []string{} // logged as [], not null
+	}
 	r.applied = next
 	s.log.InfoContext(ctx, "configuration reloaded", "changed", live)
 	if len(restart) > 0 {
