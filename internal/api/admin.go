@@ -19,8 +19,9 @@ import (
 // Paths of the admin API: a password login that returns a session token,
 // and the methods that take it.
 const (
-	AdminLoginPath = "/admin/login"
-	AdminPrefix    = "/admin/api/"
+	AdminLoginPath   = "/admin/login"
+	AdminRefreshPath = "/admin/refresh"
+	AdminPrefix      = "/admin/api/"
 )
 
 // AdminConfig configures the admin API.
@@ -104,7 +105,8 @@ func NewAdmin(cfg AdminConfig) (*Admin, error) {
 	return a, nil
 }
 
-// ServeHTTP serves AdminLoginPath and the methods under AdminPrefix.
+// ServeHTTP serves AdminLoginPath, AdminRefreshPath and the methods under
+// AdminPrefix.
 func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if r.URL.Path == AdminLoginPath {
@@ -116,6 +118,12 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := a.authorize(r); err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="herald-admin"`)
 		protocol.WriteHTTPError(w, err)
+		return
+	}
+	if r.URL.Path == AdminRefreshPath {
+		if requirePost(w, r) {
+			a.issue(w)
+		}
 		return
 	}
 	route, ok := a.routes[strings.TrimPrefix(r.URL.Path, AdminPrefix)]
@@ -174,13 +182,19 @@ func (a *Admin) login(w http.ResponseWriter, r *http.Request) {
 		protocol.WriteHTTPError(w, protocol.ErrUnauthorized.With("wrong password"))
 		return
 	}
+	a.log.Info("admin logged in", "ip", ip)
+	a.issue(w)
+}
+
+// issue answers a fresh session token: for a login, or for a valid session
+// renewed before it expires, so that an open UI keeps working.
+func (a *Admin) issue(w http.ResponseWriter) {
 	token, err := a.tokens.mint(a.now())
 	if err != nil {
 		a.log.Error("admin session token not minted", "err", err)
 		protocol.WriteHTTPError(w, protocol.ErrInternal)
 		return
 	}
-	a.log.Info("admin logged in", "ip", ip)
 	writeJSON(w, LoginResult{Token: token, ExpiresIn: int(a.tokens.ttl.Seconds())})
 }
 

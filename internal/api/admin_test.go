@@ -38,6 +38,7 @@ func adminServer(t *testing.T, cfg AdminConfig) (*httptest.Server, *node.Node) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(AdminLoginPath, a)
+	mux.Handle(AdminRefreshPath, a)
 	mux.Handle(AdminPrefix, a)
 	mux.Handle(Prefix, New(Config{Node: cfg.Node, Key: testKey}))
 	srv := httptest.NewServer(mux)
@@ -137,6 +138,44 @@ func TestAdminAuth(t *testing.T) {
 	req := mustRequest(t, http.MethodPost, srv.URL+Prefix+"info")
 	req.Header.Set("Authorization", "Bearer "+token)
 	wantError(t, do(t, req), http.StatusUnauthorized, protocol.ErrUnauthorized.Code)
+}
+
+// A valid session is renewed for a full lifetime from now; an expired one
+// is refused with 109, so the UI sends its user back to the login.
+func TestAdminRefresh(t *testing.T) {
+	tokens := testAdminTokens(t, testAdminSecret, time.Hour)
+	srv, _ := adminServer(t, AdminConfig{Tokens: tokens})
+	refresh := func(token string) response {
+		t.Helper()
+		req := mustRequest(t, http.MethodPost, srv.URL+AdminRefreshPath)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		return do(t, req)
+	}
+	old := mustMint(t, tokens, time.Now().Add(-50*time.Minute))
+	oldExp, err := tokens.Verify(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res LoginResult
+	wantOK(t, refresh(old), &res)
+	exp, err := tokens.Verify(res.Token)
+	if err != nil || res.ExpiresIn != 3600 || exp.Sub(oldExp) < 45*time.Minute {
+		t.Fatalf("renewed %+v expiring %v (the old one %v): %v", res, exp, oldExp, err)
+	}
+	wantOK(t, adminCall(t, srv.URL, res.Token, "nodes", "{}"), &InfoResult{})
+
+	expired := mustMint(t, tokens, time.Now().Add(-2*time.Hour))
+	wantError(t, refresh(expired), http.StatusUnauthorized, protocol.ErrTokenExpired.Code)
+	wantError(t, refresh(""), http.StatusUnauthorized, protocol.ErrUnauthorized.Code)
+	other := mustMint(t, testAdminTokens(t, strings.Repeat("x", 32), time.Hour), time.Now())
+	wantError(t, refresh(other), http.StatusUnauthorized, protocol.ErrUnauthorized.Code)
+	req := mustRequest(t, http.MethodGet, srv.URL+AdminRefreshPath)
+	req.Header.Set("Authorization", "Bearer "+res.Token)
+	if r := do(t, req); r.status != http.StatusMethodNotAllowed {
+		t.Fatalf("GET refresh: %d", r.status)
+	}
 }
 
 func mustRequest(t *testing.T, method, url string) *http.Request {

@@ -20,6 +20,11 @@ type Credentials struct {
 	// Channels are server-side subscriptions, made for the client when it
 	// connects without it asking.
 	Channels []string
+	// Reserved lets Channels name channels of a ReservedNamespace. Only the
+	// embedding server's own verifier sets it, never from a token's claims
+	// or the user id; a session's token refreshes only with credentials
+	// marked the same.
+	Reserved bool
 	// viaProxy: the connect proxy vouched for them, so the refresh proxy
 	// renews them.
 	viaProxy bool
@@ -76,12 +81,18 @@ func (n *Node) authenticate(ctx context.Context, token string) (Credentials, err
 // completeCredentials adds the personal channel to verified credentials
 // and checks their server-side subscriptions.
 func (n *Node) completeCredentials(cred *Credentials) error {
-	if ch, ok := n.personalChannel(cred.UserID); ok && !slices.Contains(cred.Channels, ch) {
+	// Reserved credentials are the server's own, no user's: they do not
+	// get the personal channel of whoever shares their user id.
+	if ch, ok := n.personalChannel(cred.UserID); ok && !cred.Reserved && !slices.Contains(cred.Channels, ch) {
 		cred.Channels = append(cred.Channels, ch)
 	}
 	for _, ch := range cred.Channels {
-		if _, err := n.ns.resolve(ch); err != nil {
+		o, err := n.ns.resolve(ch)
+		if err != nil {
 			return protocol.ErrUnauthorized.With("channels claim: %v", protocol.AsError(err).Message)
+		}
+		if o.reserved && !cred.Reserved {
+			return protocol.ErrUnauthorized.With("channels claim: namespace %q is reserved", o.Name)
 		}
 	}
 	if len(cred.Channels) > n.limits().MaxChannelsPerSession {
@@ -170,6 +181,9 @@ func (n *Node) authorize(cred Credentials, ns NamespaceOptions, channel string, 
 func (n *Node) permit(cred Credentials, ns NamespaceOptions, channel string, act action, az authorization) error {
 	deny := func(why string) error {
 		return protocol.ErrPermissionDenied.With("%s %q: %s", act, truncate(channel, 64), why)
+	}
+	if ns.reserved {
+		return deny("namespace " + quoteNamespace(ns.Name) + " is reserved")
 	}
 	if users, limited := channelUsers(ns, channel); limited {
 		if cred.UserID == "" || !slices.Contains(users, cred.UserID) {

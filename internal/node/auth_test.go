@@ -424,3 +424,44 @@ func TestStreamSessionIsToldToReconnectBeforeExpiry(t *testing.T) {
 		t.Fatalf("stream closed with %+v, want token expired", d)
 	}
 }
+
+// A reserved namespace is closed to every client action, user-limited
+// channels included; only Reserved credentials may name its channels as
+// server-side subscriptions, and a session made with them refreshes only
+// with Reserved credentials, whatever the user id.
+func TestReservedNamespace(t *testing.T) {
+	v := newTokens()
+	v.add("server", Credentials{UserID: "op", Channels: []string{"_sys:stats"}, Reserved: true})
+	v.add("op", Credentials{UserID: "op"})
+	v.add("claim", Credentials{UserID: "op", Channels: []string{"_sys:stats"}})
+	n := newTestNode(t, Config{Verifier: v, Namespaces: []NamespaceOptions{DevNamespace(""), ReservedNamespace("_sys")}})
+
+	if _, err := n.Authenticate(context.Background(), "claim"); protocol.AsError(err).Code != protocol.ErrUnauthorized.Code {
+		t.Fatalf("a channels claim naming the reserved namespace: %v", err)
+	}
+	op := connectWith(t, n, "op", nil)
+	waitReply(t, op, 1)
+	for i, ch := range []string{"_sys:stats", "_sys:stats#op", "_sys:op,alice"} {
+		id := uint32(2 + i)
+		op.s.HandleFrame(context.Background(), command(id, "subscribe", map[string]string{"channel": ch}))
+		if code := errorCode(t, waitReply(t, op, id)); code != protocol.ErrPermissionDenied.Code {
+			t.Fatalf("subscribe to %s: error %d", ch, code)
+		}
+	}
+	op.s.HandleFrame(context.Background(), command(9, "publish", map[string]any{"channel": "_sys:stats", "data": 1}))
+	if code := errorCode(t, waitReply(t, op, 9)); code != protocol.ErrPermissionDenied.Code {
+		t.Fatalf("publish: error %d", code)
+	}
+
+	server := connectWith(t, n, "server", nil)
+	waitReply(t, server, 1)
+	testkit.WaitFor(t, 5*time.Second, "the server-side subscription", func() bool { return n.Channels()["_sys:stats"] == 1 })
+	server.s.HandleFrame(context.Background(), command(2, "refresh", map[string]string{"token": "op"}))
+	if code := errorCode(t, waitReply(t, server, 2)); code != protocol.ErrUnauthorized.Code {
+		t.Fatalf("refresh with ordinary credentials: error %d", code)
+	}
+	server.s.HandleFrame(context.Background(), command(3, "refresh", map[string]string{"token": "server"}))
+	if r := waitReply(t, server, 3); r["error"] != nil {
+		t.Fatalf("refresh with reserved credentials: %s", r["error"])
+	}
+}

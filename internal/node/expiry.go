@@ -73,7 +73,7 @@ func (s *Session) refresh(ctx context.Context, req protocol.RefreshRequest) (pro
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cred.UserID != s.cred.UserID {
+	if cred.UserID != s.cred.UserID || cred.Reserved != s.cred.Reserved {
 		return protocol.RefreshResult{}, protocol.ErrUnauthorized.With("refresh token is for another user")
 	}
 	s.cred.ExpiresAt = cred.ExpiresAt

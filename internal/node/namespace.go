@@ -73,6 +73,16 @@ type NamespaceOptions struct {
 	// of the rules above; a subscription token still suffices to subscribe.
 	ProxySubscribe bool `koanf:"proxy_subscribe" json:"proxy_subscribe"`
 	ProxyPublish   bool `koanf:"proxy_publish" json:"proxy_publish"`
+	// reserved: see ReservedNamespace.
+	reserved bool
+}
+
+// ReservedNamespace is a namespace for the embedding server's own use (the
+// admin UI's): every client action in it is refused, user-limited channels
+// included, and only credentials marked Reserved may name its channels as
+// server-side subscriptions. It has no history or presence.
+func ReservedNamespace(name string) NamespaceOptions {
+	return NamespaceOptions{Name: name, reserved: true}
 }
 
 // Validate checks the options for values that cannot work.

@@ -18,16 +18,18 @@ import (
 // The admin UI watches the cluster through Herald itself: every node
 // publishes a stats snapshot to AdminStatsChannel each adminStatsInterval,
 // and the UI's connection, made with the admin session token, is
-// subscribed to it server-side. The channel's namespace is closed to every
-// client action (all its access rules are "nobody", and it keeps no
-// history or presence), so no client can subscribe to it by asking; only
-// a connection token whose channels claim names it is subscribed, and only
-// the admin token, or a backend holding auth's key, makes one.
+// subscribed to it server-side. The channel's namespace is a node reserved
+// namespace: every client action in it is refused, user-limited channels
+// included, and only credentials the admin verifier marks Reserved may
+// name it. Admin powers thus come from admin.secret alone: an ordinary
+// token whose sub is adminUser, or a channels claim naming the stats
+// channel, gets nothing.
 const (
 	AdminNamespace     = "_admin"
 	AdminStatsChannel  = AdminNamespace + ":stats"
 	adminStatsInterval = time.Second
-	// adminUser is the user id of admin UI connections.
+	// adminUser is the user id of admin UI connections; anyone may take it,
+	// so nothing depends on it.
 	adminUser = "herald-admin"
 )
 
@@ -56,13 +58,10 @@ func (c AdminConfig) validate(bad func(key, format string, args ...any), authSec
 	}
 }
 
-// withNamespace adds the admin namespace to the configured ones when the
-// admin is enabled: listed explicitly, dev mode cannot open it.
+// withNamespace adds the reserved admin namespace to the configured ones,
+// with the admin off too: listed explicitly, dev mode cannot open it.
 func (c AdminConfig) withNamespace(list []node.NamespaceOptions) []node.NamespaceOptions {
-	if !c.Enabled {
-		return list
-	}
-	return append(slices.Clip(list), node.NamespaceOptions{Name: AdminNamespace})
+	return append(slices.Clip(list), node.ReservedNamespace(AdminNamespace))
 }
 
 // validateNamespaceName refuses configured namespaces that take the admin's
@@ -70,6 +69,14 @@ func (c AdminConfig) withNamespace(list []node.NamespaceOptions) []node.Namespac
 func validateNamespaceName(bad func(key, format string, args ...any), i int, name string) {
 	if name == AdminNamespace {
 		bad("namespaces", "namespaces[%d]: the namespace %q is reserved for the admin UI", i, name)
+	}
+}
+
+// validatePersonalNamespace refuses personal channels in the admin's
+// namespace, where no ordinary connection may be subscribed.
+func validatePersonalNamespace(bad func(key, format string, args ...any), name string) {
+	if name == AdminNamespace {
+		bad("personal_namespace", "the namespace %q is reserved for the admin UI", name)
 	}
 }
 
@@ -87,7 +94,7 @@ func (v adminVerifier) VerifyConnection(ctx context.Context, token string) (node
 	exp, err := v.admin.Verify(token)
 	switch {
 	case err == nil:
-		return node.Credentials{UserID: adminUser, ExpiresAt: exp, Channels: []string{AdminStatsChannel}}, nil
+		return node.Credentials{UserID: adminUser, ExpiresAt: exp, Channels: []string{AdminStatsChannel}, Reserved: true}, nil
 	case !errors.Is(err, api.ErrNotAdminToken):
 		return node.Credentials{}, err
 	case v.next == nil:
@@ -137,6 +144,7 @@ func (s *Server) mountAdmin(mux *http.ServeMux, tokens *api.AdminTokens, clientI
 		return err
 	}
 	mux.Handle(api.AdminLoginPath, a)
+	mux.Handle(api.AdminRefreshPath, a)
 	mux.Handle(api.AdminPrefix, a)
 	mux.Handle("/admin/", web.AdminHandler())
 	return nil

@@ -13,6 +13,7 @@ import (
 	cws "github.com/coder/websocket"
 
 	"github.com/heraldrt/herald/internal/api"
+	"github.com/heraldrt/herald/internal/auth"
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
 	"github.com/heraldrt/herald/internal/testkit"
@@ -47,10 +48,11 @@ func TestAdminConfigValidation(t *testing.T) {
 		mutate func(*Config)
 		want   string
 	}{
-		"no password":  {func(c *Config) { c.Admin.Password = "" }, "admin.password"},
-		"short secret": {func(c *Config) { c.Admin.Secret = "short" }, "admin.secret"},
-		"auth secret":  {func(c *Config) { c.Auth.HMACSecret = testAdminSecret }, "admin.secret"},
-		"reserved":     {func(c *Config) { c.Namespaces = []node.NamespaceOptions{{Name: AdminNamespace}} }, "reserved"},
+		"no password":        {func(c *Config) { c.Admin.Password = "" }, "admin.password"},
+		"short secret":       {func(c *Config) { c.Admin.Secret = "short" }, "admin.secret"},
+		"auth secret":        {func(c *Config) { c.Auth.HMACSecret = testAdminSecret }, "admin.secret"},
+		"reserved":           {func(c *Config) { c.Namespaces = []node.NamespaceOptions{{Name: AdminNamespace}} }, "reserved"},
+		"personal namespace": {func(c *Config) { c.PersonalNamespace = AdminNamespace }, "personal_namespace"},
 		"reserved, admin off": {func(c *Config) {
 			c.Admin = AdminConfig{}
 			c.Namespaces = []node.NamespaceOptions{{Name: AdminNamespace}}
@@ -71,6 +73,11 @@ func TestAdminConfigValidation(t *testing.T) {
 	}
 	if ns := cfg.namespaces(); len(ns) != 2 || ns[1].Name != AdminNamespace || ns[1].Subscribe != "" || ns[1].HistorySize != 0 {
 		t.Fatalf("namespaces with the admin on: %+v", ns)
+	}
+	// Reserved with the admin off too, so that dev mode does not open it.
+	cfg.Admin = AdminConfig{}
+	if ns := cfg.namespaces(); len(ns) != 2 || ns[1].Name != AdminNamespace {
+		t.Fatalf("namespaces with the admin off: %+v", ns)
 	}
 }
 
@@ -343,5 +350,102 @@ func TestQuietAdmin(t *testing.T) {
 	}
 	if !q.Wants(node.EventPublish, "chat:x") || !q.Wants(node.EventConnect, "") {
 		t.Error("the sink lost other events")
+	}
+}
+
+// Admin powers come from admin.secret alone. A token signed with auth's key
+// for the admin UI's user id connects as an ordinary client: it is not
+// subscribed to the stats channel, cannot subscribe to the admin namespace
+// (user-limited channels included), does not open the admin API and cannot
+// renew an admin connection; a channels claim naming the stats channel is
+// refused.
+func TestAdminUserIDGrantsNothing(t *testing.T) {
+	cfg := adminConfig()
+	cfg.Dev = true
+	cfg.Auth.HMACSecret = testSecret
+	r := start(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	impostor := mint(t, auth.MintOptions{UserID: adminUser, TTL: time.Hour})
+
+	dial := func() *cws.Conn {
+		ws, _, err := cws.Dial(ctx, "ws"+strings.TrimPrefix(r.url, "http")+"/ws", &cws.DialOptions{HTTPClient: r.client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ws.CloseNow() })
+		return ws
+	}
+	// One command at a time: wsRead drops whatever else a frame batches.
+	call := func(ws *cws.Conn, id float64, cmd string) any {
+		if err := ws.Write(ctx, cws.MessageText, []byte(cmd)); err != nil {
+			t.Fatal(err)
+		}
+		reply := wsRead(t, ctx, ws, func(m map[string]any) bool { return m["id"] == id })
+		e, _ := reply["error"].(map[string]any)
+		if e == nil {
+			return nil
+		}
+		return e["code"]
+	}
+	subscribe := func(ch string) string {
+		return `{"id":2,"method":"subscribe","params":{"channel":"` + ch + `"}}`
+	}
+
+	ws := dial()
+	if code := call(ws, 1, `{"id":1,"method":"connect","params":{"token":"`+impostor+`"}}`); code != nil {
+		t.Fatalf("connect with an ordinary token: error %v", code)
+	}
+	for _, ch := range []string{AdminStatsChannel, AdminStatsChannel + "#" + adminUser} {
+		if code := call(ws, 2, subscribe(ch)); code != 103.0 {
+			t.Fatalf("subscribe to %s: error %v, want 103", ch, code)
+		}
+	}
+	if code := call(ws, 2, subscribe("chat:x")); code != nil {
+		t.Fatalf("subscribe to chat:x: error %v", code)
+	}
+	var conns node.ConnectionsResult
+	status, body, _ := r.do(t, http.MethodPost, "/api/connections", testKey, `{"user":"`+adminUser+`"}`)
+	wantStatus(t, "connections", status, http.StatusOK, body)
+	if err := json.Unmarshal(body, &conns); err != nil || len(conns.Connections) != 1 ||
+		len(conns.Connections[0].Channels) != 1 || conns.Connections[0].Channels[0] != "chat:x" {
+		t.Fatalf("the impostor's subscriptions: %s, %v", body, err)
+	}
+
+	claim := mint(t, auth.MintOptions{UserID: adminUser, TTL: time.Hour, Channels: []string{AdminStatsChannel}})
+	if code := call(dial(), 1, `{"id":1,"method":"connect","params":{"token":"`+claim+`"}}`); code != 101.0 {
+		t.Fatalf("connect with a channels claim naming the stats channel: error %v, want 101", code)
+	}
+
+	req, _ := http.NewRequest(http.MethodPost, r.url+api.AdminPrefix+"nodes", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer "+impostor)
+	res, err := r.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	wantStatus(t, "admin API with an ordinary token", res.StatusCode, http.StatusUnauthorized, nil)
+	req, _ = http.NewRequest(http.MethodPost, r.url+api.AdminRefreshPath, nil)
+	req.Header.Set("Authorization", "Bearer "+impostor)
+	if res, err = r.client.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	wantStatus(t, "admin refresh with an ordinary token", res.StatusCode, http.StatusUnauthorized, nil)
+
+	// The admin UI's own connection cannot be renewed past its session with
+	// a token for the same user id.
+	status, body, _ = r.do(t, http.MethodPost, api.AdminLoginPath, "", `{"password":"`+testAdminPassword+`"}`)
+	wantStatus(t, "login", status, http.StatusOK, body)
+	var login api.LoginResult
+	if err := json.Unmarshal(body, &login); err != nil {
+		t.Fatal(err)
+	}
+	admin := dial()
+	if code := call(admin, 1, `{"id":1,"method":"connect","params":{"token":"`+login.Token+`"}}`); code != nil {
+		t.Fatalf("admin connect: error %v", code)
+	}
+	if code := call(admin, 2, `{"id":2,"method":"refresh","params":{"token":"`+impostor+`"}}`); code != 101.0 {
+		t.Fatalf("refreshing the admin connection with an ordinary token: error %v, want 101", code)
 	}
 }

@@ -355,6 +355,7 @@ func (c *Config) Validate() error {
 	c.WebRTC.validate(bad)
 	c.Webhooks.validate(bad)
 	c.Admin.validate(bad, c.Auth.HMACSecret)
+	validatePersonalNamespace(bad, c.PersonalNamespace)
 	c.Proxy.validate(bad, c.Namespaces, c.PongTimeout)
 	if err := c.Auth.Validate(); err != nil {
 		errs = append(errs, err)
