@@ -2,10 +2,13 @@ package client_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"time"
 
 	"github.com/heraldrt/herald/client"
@@ -13,11 +16,15 @@ import (
 )
 
 // exampleServer starts an in-process server in memory and dev mode, as
-// `herald serve --dev --engine memory` would, and returns its URL.
-func exampleServer() (url string, stop func()) {
+// `herald serve --dev --engine memory` would, and returns its URL. tweaks
+// change its configuration first.
+func exampleServer(tweaks ...func(*server.Config)) (url string, stop func()) {
 	cfg := server.Defaults()
 	cfg.Addr, cfg.Engine, cfg.Dev = "127.0.0.1:0", server.EngineMemory, true
 	cfg.Logger = slog.New(slog.DiscardHandler)
+	for _, tweak := range tweaks {
+		tweak(&cfg)
+	}
 	srv, err := server.New(cfg)
 	if err != nil {
 		log.Fatal(err)
@@ -171,4 +178,57 @@ func ExampleConfig_handlers() {
 		log.Fatal(err)
 	}
 	defer c.Close()
+}
+
+// A server with a backend proxy asks the application's backend who a client
+// without a token is, handing it the client's Config.Data, and answers RPCs
+// from it.
+func ExampleClient_RPC() {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			User, Method string
+			Data         json.RawMessage
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/connect":
+			fmt.Fprintf(w, `{"result":{"user":"alice","data":{"welcome":%s}}}`, req.Data)
+		case "/rpc":
+			fmt.Fprintf(w, `{"result":{"data":{"method":%q,"user":%q}}}`, req.Method, req.User)
+		}
+	}))
+	defer backend.Close()
+	url, stop := exampleServer(func(cfg *server.Config) {
+		cfg.Proxy.ConnectURL = backend.URL + "/connect"
+		cfg.Proxy.RPCURL = backend.URL + "/rpc"
+	})
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	connected := make(chan client.ConnectedEvent, 1)
+	c, err := client.New(client.Config{
+		URL:         url,
+		Data:        json.RawMessage(`{"room":"lobby"}`),
+		OnConnected: func(e client.ConnectedEvent) { connected <- e },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Connect(ctx); err != nil {
+		log.Fatal(err)
+	}
+	e := <-connected
+	fmt.Println(e.User, string(e.Data))
+
+	data, err := c.RPC(ctx, "profile.get", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(data))
+	// Output:
+	// alice {"welcome":{"room":"lobby"}}
+	// {"method":"profile.get","user":"alice"}
 }
