@@ -93,7 +93,7 @@ func NewAdmin(cfg AdminConfig) (*Admin, error) {
 	a.api = &Handler{node: cfg.Node, log: a.log, maxBody: maxBody}
 	a.routes = map[string]http.HandlerFunc{
 		"nodes":          serve(maxBody, a.api.info),
-		"connections":    serve(maxBody, a.api.connections),
+		"connections":    serve(maxBody, a.connections),
 		"channels":       serve(maxBody, a.channels),
 		"presence":       serve(maxBody, a.api.presence),
 		"presence_stats": serve(maxBody, a.api.presenceStats),
@@ -212,6 +212,15 @@ func (a *Admin) channels(ctx context.Context, req *ChannelsRequest) (any, error)
 	ctx, cancel := context.WithTimeout(ctx, surveyTimeout)
 	defer cancel()
 	return a.node.ClusterChannels(ctx, req.Pattern)
+}
+
+// connections lists connections across the cluster. Unlike the server
+// API's, it takes an empty filter, listing every connection: the admin UI
+// browses them. Each node lists a bounded number, saying when it had more.
+func (a *Admin) connections(ctx context.Context, req *ConnectionsRequest) (any, error) {
+	ctx, cancel := context.WithTimeout(ctx, surveyTimeout)
+	defer cancel()
+	return a.node.ClusterConnections(ctx, node.ConnectionFilter{User: req.User, Client: req.Client, Channel: req.Channel})
 }
 
 // UnsubscribeRequest ends the subscriptions to Channel of a user's

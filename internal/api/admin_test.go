@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -176,6 +177,50 @@ func TestAdminRefresh(t *testing.T) {
 	if r := do(t, req); r.status != http.StatusMethodNotAllowed {
 		t.Fatalf("GET refresh: %d", r.status)
 	}
+}
+
+// Without a filter the connections method lists every connection, at most
+// maxSurveyConnections per node, and says when a node had more.
+func TestAdminConnectionsUnfiltered(t *testing.T) {
+	srv, n := adminServer(t, AdminConfig{})
+	token := adminToken(t, srv.URL)
+	open := func(count int) {
+		for i := range count {
+			s, err := n.NewSession(streamTransport{}, node.SessionOptions{Credentials: node.Credentials{UserID: fmt.Sprint("u", i)}, Authenticated: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(s.Finish)
+		}
+	}
+	var conns node.ConnectionsResult
+	wantOK(t, adminCall(t, srv.URL, token, "connections", `{}`), &conns)
+	if len(conns.Connections) != 0 || conns.Truncated {
+		t.Fatalf("no connections: %+v", conns)
+	}
+	open(3)
+	wantOK(t, adminCall(t, srv.URL, token, "connections", `{}`), &conns)
+	if len(conns.Connections) != 3 || conns.Truncated {
+		t.Fatalf("three connections: %+v", conns)
+	}
+	open(node.MaxListedConnections - 3)
+	wantOK(t, adminCall(t, srv.URL, token, "connections", `{}`), &conns)
+	if len(conns.Connections) != node.MaxListedConnections || conns.Truncated {
+		t.Fatalf("exactly the bound: %d connections, truncated %v", len(conns.Connections), conns.Truncated)
+	}
+	open(1)
+	r := adminCall(t, srv.URL, token, "connections", `{}`)
+	wantOK(t, r, &conns)
+	if len(conns.Connections) != node.MaxListedConnections || !conns.Truncated || !strings.Contains(string(r.body), `"truncated":true`) {
+		t.Fatalf("past the bound: %d connections, truncated %v", len(conns.Connections), conns.Truncated)
+	}
+	// A filter still narrows, and the server API still wants one.
+	conns = node.ConnectionsResult{}
+	wantOK(t, adminCall(t, srv.URL, token, "connections", `{"user":"u7"}`), &conns)
+	if len(conns.Connections) != 1 || conns.Connections[0].User != "u7" || conns.Truncated {
+		t.Fatalf("by user: %+v", conns)
+	}
+	wantError(t, post(t, srv.URL+Prefix+"connections", testKey, `{}`), http.StatusBadRequest, protocol.ErrBadRequest.Code)
 }
 
 func mustRequest(t *testing.T, method, url string) *http.Request {

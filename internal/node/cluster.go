@@ -38,6 +38,16 @@ const (
 // survey, so that one reply stays a small control message.
 const maxSurveyChannels = 10000
 
+// MaxListedConnections bounds the connections one node lists in a
+// connections answer, for the same reason: a listing without a filter, or
+// by a crowded channel, would otherwise carry every connection.
+const MaxListedConnections = 1000
+
+// maxSurveyConnectionBytes bounds the size of those answers too, as
+// connections with many channels make large entries; it stays under the
+// smallest engine message limit (NATS's 1 MB by default).
+const maxSurveyConnectionBytes = 512 << 10
+
 // maxSurveyReplies bounds the survey replies a node works on at once; a
 // node flooded with surveys drops the excess rather than pile up goroutines.
 const maxSurveyReplies = 16
@@ -228,7 +238,7 @@ func (n *Node) answerSurvey(m controlMessage) {
 		if m.Op == surveyChannels {
 			reply.Channels, reply.Truncated = n.localChannels(m.Pattern)
 		} else {
-			reply.Connections = n.localConnections(ConnectionFilter{User: m.User, Client: m.Client, Channel: m.Channel})
+			reply.Connections, reply.Truncated = n.localConnections(ConnectionFilter{User: m.User, Client: m.Client, Channel: m.Channel})
 		}
 		n.sendControl(reply, m.From)
 	}()
@@ -294,8 +304,12 @@ func (n *Node) disconnectLocal(f ConnectionFilter, reconnect bool) {
 	}
 }
 
-func (n *Node) localConnections(f ConnectionFilter) []ConnectionInfo {
+// localConnections lists this node's connections matching f, at most
+// MaxListedConnections of them and about maxSurveyConnectionBytes of JSON,
+// and says whether some were left out.
+func (n *Node) localConnections(f ConnectionFilter) ([]ConnectionInfo, bool) {
 	var out []ConnectionInfo
+	size := 0 // roughly, the listing's JSON bytes
 	for _, s := range n.sessions.all() {
 		if !f.matches(s) {
 			continue
@@ -313,6 +327,14 @@ func (n *Node) localConnections(f ConnectionFilter) []ConnectionInfo {
 		if f.Channel != "" && !slices.Contains(channels, f.Channel) {
 			continue
 		}
+		entry := len(s.id) + len(s.cred.UserID) + len(n.id) + 150
+		for _, ch := range channels {
+			entry += len(ch) + 3
+		}
+		if len(out) >= MaxListedConnections || size+entry > maxSurveyConnectionBytes {
+			return out, true
+		}
+		size += entry
 		sort.Strings(channels)
 		out = append(out, ConnectionInfo{
 			Client:      s.id,
@@ -323,31 +345,45 @@ func (n *Node) localConnections(f ConnectionFilter) []ConnectionInfo {
 			ConnectedAt: s.connectedAt,
 		})
 	}
-	return out
+	return out, false
 }
 
 // ConnectionsResult is a cluster-wide connection listing. Missing names the
 // live nodes that did not answer in time: their connections are not listed.
+// Truncated says some node had more matching connections than it may list
+// (MaxListedConnections) and listed only part of them.
 type ConnectionsResult struct {
 	Connections []ConnectionInfo `json:"connections"`
 	Missing     []string         `json:"missing_nodes,omitempty"`
+	Truncated   bool             `json:"truncated,omitempty"`
 }
 
-// Connections lists the matching connections on every live node, waiting
-// for each node's answer until ctx ends. A node that stays silent is named
-// in the result rather than failing the whole call.
+// Connections lists the matching connections on every live node, as
+// ClusterConnections does, but refuses an empty filter: the server API
+// looks connections up rather than browse them.
 func (n *Node) Connections(ctx context.Context, f ConnectionFilter) (ConnectionsResult, error) {
 	if f.User == "" && f.Client == "" && f.Channel == "" {
 		return ConnectionsResult{}, protocol.ErrBadRequest.With("user, client or channel required")
 	}
-	local := n.localConnections(f)
+	return n.ClusterConnections(ctx, f)
+}
+
+// ClusterConnections lists the connections matching f (an empty filter
+// matches all) on every live node, at most MaxListedConnections per node,
+// waiting for each node's answer until ctx ends. A node that stays silent
+// is named in the result rather than failing the whole call.
+func (n *Node) ClusterConnections(ctx context.Context, f ConnectionFilter) (ConnectionsResult, error) {
+	local, truncated := n.localConnections(f)
 	var remote []ConnectionInfo
 	missing, err := n.runSurvey(ctx, controlMessage{Op: surveyConnections, User: f.User, Client: f.Client, Channel: f.Channel},
-		func(m controlMessage) { remote = append(remote, m.Connections...) })
+		func(m controlMessage) {
+			remote = append(remote, m.Connections...)
+			truncated = truncated || m.Truncated
+		})
 	if err != nil {
 		return ConnectionsResult{}, err
 	}
-	return ConnectionsResult{Connections: sortConnections(append(local, remote...)), Missing: missing}, nil
+	return ConnectionsResult{Connections: sortConnections(append(local, remote...)), Missing: missing, Truncated: truncated}, nil
 }
 
 // runSurvey asks every other live node the question in q (its Op and

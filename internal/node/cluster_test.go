@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -274,5 +276,76 @@ func TestResyncFindsLostDelivery(t *testing.T) {
 	engineHandler{n}.HandleResync("quiet")
 	if d := waitDisconnect(t, p); d != protocol.DisconnectInsufficient {
 		t.Fatalf("closed with %+v, want insufficient state", d)
+	}
+}
+
+// quietTransport is a transport for sessions that only need to exist.
+type quietTransport struct{}
+
+func (quietTransport) Name() string { return "test" }
+func (quietTransport) Wake()        {}
+
+// A node lists at most MaxListedConnections connections, and about
+// maxSurveyConnectionBytes of them, in answer to a survey; the asker's
+// result says one was cut short. Only ClusterConnections takes no filter.
+func TestClusterConnectionsBounded(t *testing.T) {
+	nodes, _ := newLinkedNodes(t, 2, Config{Dev: true, AllowAnonymous: true})
+	testkit.WaitFor(t, 5*time.Second, "cluster view", func() bool { return len(nodes[0].Nodes()) == 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	open := func(count int, channels []string) []*Session {
+		var out []*Session
+		for range count {
+			s, err := nodes[1].NewSession(quietTransport{}, SessionOptions{Authenticated: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(s.Finish)
+			if len(channels) > 0 {
+				if err := s.SubscribeStream(ctx, channels, nil, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	list := func() ConnectionsResult {
+		t.Helper()
+		res, err := nodes[0].ClusterConnections(ctx, ConnectionFilter{})
+		if err != nil || len(res.Missing) != 0 {
+			t.Fatalf("connections: %+v, %v", res.Missing, err)
+		}
+		return res
+	}
+	if _, err := nodes[0].Connections(ctx, ConnectionFilter{}); protocol.AsError(err).Code != protocol.ErrBadRequest.Code {
+		t.Fatalf("Connections without a filter: %v", err)
+	}
+
+	many := open(MaxListedConnections, nil)
+	if res := list(); res.Truncated || len(res.Connections) != MaxListedConnections {
+		t.Fatalf("at the count bound: %d connections, truncated %v", len(res.Connections), res.Truncated)
+	}
+	many = append(many, open(1, nil)...)
+	if res := list(); !res.Truncated || len(res.Connections) != MaxListedConnections {
+		t.Fatalf("past the count bound: %d connections, truncated %v", len(res.Connections), res.Truncated)
+	}
+	for _, s := range many {
+		s.Finish()
+	}
+
+	// Connections with many long channels reach the byte bound first.
+	var long []string
+	for i := range 64 {
+		long = append(long, fmt.Sprintf("%s%03d", strings.Repeat("c", 200), i))
+	}
+	perConn := 64 * (203 + 3)
+	open(maxSurveyConnectionBytes/perConn+1, protocol.CanonicalChannels(long))
+	res := list()
+	if !res.Truncated || len(res.Connections) == 0 || len(res.Connections) > maxSurveyConnectionBytes/perConn {
+		t.Fatalf("past the byte bound: %d connections, truncated %v", len(res.Connections), res.Truncated)
+	}
+	if b, _ := json.Marshal(res); len(b) > maxSurveyConnectionBytes {
+		t.Fatalf("the listing is %d bytes", len(b))
 	}
 }
