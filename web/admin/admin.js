@@ -78,9 +78,50 @@
     }
   }
 
-  function loggedIn(token) {
+  // A session lasts an hour; it is renewed ahead of its expiry, so that an
+  // open UI stays logged in, and ends only when a renewal is refused.
+  var RENEW_AHEAD = 5 * 60 * 1000;
+  var RENEW_RETRY = 30 * 1000;
+  var renewTimer = null;
+
+  function setToken(token) {
     state.token = token;
     sessionStorage.setItem(TOKEN_KEY, token);
+    clearTimeout(renewTimer);
+    var exp = tokenExpiry(token);
+    var ahead = Math.min(RENEW_AHEAD, (exp - Date.now()) / 5);
+    renewTimer = setTimeout(renew, Math.max(0, exp - ahead - Date.now()));
+  }
+
+  function renew() {
+    var token = state.token;
+    if (!token) return Promise.resolve();
+    return fetch('/admin/refresh', {
+      method: 'POST',
+      headers: { Authorization: 'Bearer ' + token },
+    }).then(function (res) {
+      return res.json().catch(function () { return null; }).then(function (body) {
+        if (state.token !== token) return;
+        if (res.ok && body && body.token) {
+          setToken(body.token);
+        } else if (res.status === 401) {
+          logout('Your session ended: log in again.');
+        } else {
+          throw new Error('HTTP ' + res.status);
+        }
+      });
+    }).catch(function () {
+      // A network failure: try again while the session lasts.
+      if (state.token === token && tokenExpiry(token) - Date.now() > RENEW_RETRY) {
+        clearTimeout(renewTimer);
+        renewTimer = setTimeout(renew, RENEW_RETRY);
+      }
+    });
+  }
+  state.renew = renew;
+
+  function loggedIn(token) {
+    setToken(token);
     $('login-view').hidden = true;
     $('tabs').hidden = false;
     $('logout').hidden = false;
@@ -91,6 +132,7 @@
 
   function logout(message) {
     sessionStorage.removeItem(TOKEN_KEY);
+    clearTimeout(renewTimer);
     state.token = null;
     if (state.client) {
       state.client.disconnect();
@@ -279,6 +321,7 @@
       else b.removeAttribute('aria-current');
     });
     if (tab === 'channels') loadChannels();
+    if (tab === 'connections') loadConnections();
   }
 
   document.querySelectorAll('#tabs button').forEach(function (b) {
@@ -393,13 +436,11 @@
 
   // --- connections ---
 
+  // loadConnections lists the connections the filter matches, all of them
+  // when it is empty; each node lists a bounded number of them.
   function loadConnections() {
     var filter = { user: $('conn-user').value.trim(), channel: $('conn-channel').value.trim(), client: $('conn-client').value.trim() };
     Object.keys(filter).forEach(function (k) { if (!filter[k]) delete filter[k]; });
-    if (!Object.keys(filter).length) {
-      $('conn-note').textContent = 'Filter by user, channel or client.';
-      return Promise.resolve();
-    }
     return call('connections', filter).then(function (r) {
       var list = r.connections || [];
       fill($('conn-list'), list.map(function (c) {
@@ -414,8 +455,10 @@
         return row;
       }), 'no matching connections', 4);
       var note = list.length + ' connection' + (list.length === 1 ? '' : 's');
+      if (r.truncated) note += ' shown; some nodes have more and listed only part of theirs: filter to narrow';
       if (r.missing_nodes && r.missing_nodes.length) note += '; no answer from ' + r.missing_nodes.join(', ');
       $('conn-note').textContent = note;
+      $('conn-note').dataset.truncated = r.truncated ? 'true' : 'false';
       if (inspected && !list.some(function (c) { return c.client === inspected.client; })) $('conn-detail').hidden = true;
     }).catch(function (e) { $('conn-note').textContent = errText(e); });
   }

@@ -1,7 +1,7 @@
 // The admin UI, as an operator uses it: log in, watch the overview follow
 // traffic live (its stats come through Herald itself), browse a channel's
-// history and presence, publish from the form, and find a connection to
-// unsubscribe and disconnect it.
+// history and presence, publish from the form, renew the session, and list
+// the connections to unsubscribe and disconnect one.
 import { statSync } from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,7 +33,9 @@ afterAll(async () => {
   await server?.close();
 });
 
-type AdminWindow = { heraldAdmin?: { snapshots: number; series: { in: number; out: number }[] } };
+type AdminWindow = {
+  heraldAdmin?: { snapshots: number; series: { in: number; out: number }[]; token: string | null; renew: () => Promise<void> };
+};
 
 /** A dev-mode connection token naming user. */
 async function demoToken(user: string): Promise<string> {
@@ -96,6 +98,15 @@ describe('admin UI', () => {
     expect(await page.locator('#s-nodes').textContent()).toBe('1');
     await shoot(page, 'admin-overview-desktop');
 
+    // The session renews (the UI does so ahead of its expiry): a fresh token
+    // that the rest of this test runs on.
+    const before = await page.evaluate(() => (window as unknown as AdminWindow).heraldAdmin?.token);
+    await page.evaluate(() => (window as unknown as AdminWindow).heraldAdmin?.renew());
+    const after = await page.evaluate(() => (window as unknown as AdminWindow).heraldAdmin?.token);
+    expect(after).toBeTruthy();
+    expect(after).not.toBe(before);
+    expect(await page.evaluate(() => sessionStorage.getItem('herald-admin-token'))).toBe(after);
+
     // Channel browser: the channel with its subscriber, presence and history, paged.
     await page.locator('#tabs button[data-tab="channels"]').click();
     const row = page.locator(`#channel-list tr[data-channel="${CHANNEL}"]`);
@@ -122,8 +133,11 @@ describe('admin UI', () => {
     await page.locator(`#channel-list tr[data-channel="${CHANNEL}"]`).click();
     await page.locator('#history li[data-offset="26"]', { hasText: 'from the admin' }).waitFor({ timeout: 5_000 });
 
-    // Connection inspector: find carol, unsubscribe her, then disconnect her.
+    // Connection inspector: it opens on every connection (the admin's own
+    // and carol's); find carol, unsubscribe her, then disconnect her.
     await page.locator('#tabs button[data-tab="connections"]').click();
+    await page.locator('#conn-note', { hasText: '2 connections' }).waitFor({ timeout: 5_000 });
+    expect(await page.locator('#conn-list tr.pick').count()).toBe(2);
     await page.locator('#conn-user').fill('carol');
     await page.locator('#conn-form button[type="submit"]').click();
     const conn = page.locator('#conn-list tr.pick');
