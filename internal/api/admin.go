@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldrt/herald/internal/node"
@@ -50,7 +51,7 @@ type Admin struct {
 	node         *node.Node
 	api          *Handler
 	tokens       *AdminTokens
-	passwordHash [sha256.Size]byte
+	passwordHash atomic.Pointer[[sha256.Size]byte]
 	logins       *loginLimiter
 	clientIP     func(*http.Request) string
 	log          *slog.Logger
@@ -61,20 +62,19 @@ type Admin struct {
 // NewAdmin returns the admin API handler; it refuses a config without a
 // password or tokens.
 func NewAdmin(cfg AdminConfig) (*Admin, error) {
-	if cfg.Password == "" {
-		return nil, fmt.Errorf("admin: a password is required")
-	}
 	if cfg.Tokens == nil {
 		return nil, fmt.Errorf("admin: no session tokens configured")
 	}
 	a := &Admin{
-		node:         cfg.Node,
-		tokens:       cfg.Tokens,
-		passwordHash: sha256.Sum256([]byte(cfg.Password)),
-		logins:       newLoginLimiter(),
-		clientIP:     cfg.ClientIP,
-		log:          cfg.Logger,
-		now:          cfg.Now,
+		node:     cfg.Node,
+		tokens:   cfg.Tokens,
+		logins:   newLoginLimiter(),
+		clientIP: cfg.ClientIP,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+	}
+	if err := a.SetPassword(cfg.Password); err != nil {
+		return nil, err
 	}
 	if a.clientIP == nil {
 		a.clientIP = remoteIP
@@ -103,6 +103,17 @@ func NewAdmin(cfg AdminConfig) (*Admin, error) {
 		"publish":        serve(maxBody, a.api.publish),
 	}
 	return a, nil
+}
+
+// SetPassword makes password the one a login must give from now on;
+// sessions already open go on.
+func (a *Admin) SetPassword(password string) error {
+	if password == "" {
+		return fmt.Errorf("admin: a password is required")
+	}
+	h := sha256.Sum256([]byte(password))
+	a.passwordHash.Store(&h)
+	return nil
 }
 
 // ServeHTTP serves AdminLoginPath, AdminRefreshPath and the methods under
@@ -177,7 +188,7 @@ func (a *Admin) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	got := sha256.Sum256([]byte(req.Password))
-	if subtle.ConstantTimeCompare(got[:], a.passwordHash[:]) != 1 {
+	if subtle.ConstantTimeCompare(got[:], a.passwordHash.Load()[:]) != 1 {
 		a.log.Warn("admin login refused: wrong password", "ip", ip)
 		protocol.WriteHTTPError(w, protocol.ErrUnauthorized.With("wrong password"))
 		return

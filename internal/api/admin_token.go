@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -41,20 +43,33 @@ const DefaultAdminSessionTTL = time.Hour
 // them before the admin API exists: its connection token verifier takes
 // admin sessions too, so that the admin UI can connect.
 type AdminTokens struct {
-	secret []byte
+	// secret changes by Rekey while tokens are minted and verified.
+	secret atomic.Pointer[[]byte]
 	ttl    time.Duration
 }
 
 // NewAdminTokens returns the session tokens signed with secret, at least
 // MinAdminSecret bytes, lasting ttl (zero: DefaultAdminSessionTTL).
 func NewAdminTokens(secret []byte, ttl time.Duration) (*AdminTokens, error) {
-	if len(secret) < MinAdminSecret {
-		return nil, fmt.Errorf("admin: the secret is %d bytes, at least %d are needed", len(secret), MinAdminSecret)
-	}
 	if ttl <= 0 {
 		ttl = DefaultAdminSessionTTL
 	}
-	return &AdminTokens{secret: secret, ttl: ttl}, nil
+	a := &AdminTokens{ttl: ttl}
+	if err := a.Rekey(secret); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Rekey signs and verifies tokens with secret from now on, which ends every
+// session signed with the one before.
+func (a *AdminTokens) Rekey(secret []byte) error {
+	if len(secret) < MinAdminSecret {
+		return fmt.Errorf("admin: the secret is %d bytes, at least %d are needed", len(secret), MinAdminSecret)
+	}
+	secret = slices.Clone(secret)
+	a.secret.Store(&secret)
+	return nil
 }
 
 func (a *AdminTokens) mint(now time.Time) (string, error) {
@@ -69,7 +84,7 @@ func (a *AdminTokens) mint(now time.Time) (string, error) {
 		ExpiresAt: jwt.NewNumericDate(now.Add(a.ttl)),
 		ID:        hex.EncodeToString(id),
 	}
-	return jwt.NewWithClaims(adminMethod, claims).SignedString(a.secret)
+	return jwt.NewWithClaims(adminMethod, claims).SignedString(*a.secret.Load())
 }
 
 // Verify returns the expiry of a valid admin session token. A token not
@@ -78,7 +93,8 @@ func (a *AdminTokens) mint(now time.Time) (string, error) {
 // one whose claims are wrong otherwise with protocol.ErrUnauthorized.
 func (a *AdminTokens) Verify(token string) (time.Time, error) {
 	var claims jwt.RegisteredClaims
-	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return a.secret, nil },
+	secret := *a.secret.Load()
+	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return secret, nil },
 		jwt.WithValidMethods([]string{adminMethod.Alg()}),
 		jwt.WithAudience(AdminAudience),
 		jwt.WithExpirationRequired(),

@@ -64,3 +64,25 @@ func TestAdminTokens(t *testing.T) {
 		t.Errorf("expired: %v", err)
 	}
 }
+
+// Rekey switches the secret for minting and verifying at once, and keeps
+// the old one when the new one is too short.
+func TestAdminTokensRekey(t *testing.T) {
+	a := testAdminTokens(t, testAdminSecret, time.Hour)
+	old := mustMint(t, a, time.Now())
+	if err := a.Rekey([]byte("short")); err == nil {
+		t.Fatal("a short secret was taken")
+	}
+	if _, err := a.Verify(old); err != nil {
+		t.Fatalf("a refused rekey changed the secret: %v", err)
+	}
+	if err := a.Rekey([]byte(strings.Repeat("z", 32))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Verify(old); !errors.Is(err, ErrNotAdminToken) {
+		t.Fatalf("a token of the old secret: %v", err)
+	}
+	if _, err := a.Verify(mustMint(t, a, time.Now())); err != nil {
+		t.Fatalf("a token of the new secret: %v", err)
+	}
+}

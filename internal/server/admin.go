@@ -110,6 +110,26 @@ func (v adminVerifier) VerifySubscription(ctx context.Context, token string) (no
 	return v.next.VerifySubscription(ctx, token)
 }
 
+// adminLive says whether key, an admin option, applies by reload: the
+// password and the secret do while the admin stays enabled; admin.enabled
+// needs a restart, as the UI's routes and stats are set up at startup.
+func adminLive(key string, running, next *Config) bool {
+	return (key == "admin.password" || key == "admin.secret") && running.Admin.Enabled && next.Admin.Enabled
+}
+
+// reloadAdmin applies next's admin password and secret, which Validate
+// checked. A new secret ends every session signed with the old one.
+func (s *Server) reloadAdmin(ctx context.Context, next *Config) {
+	r := &s.reload
+	if r.admin == nil || !next.Admin.Enabled {
+		return
+	}
+	err := errors.Join(r.admin.SetPassword(next.Admin.Password), r.adminTokens.Rekey([]byte(next.Admin.Secret)))
+	if err != nil {
+		s.log.ErrorContext(ctx, "admin credentials not reloaded", "err", err)
+	}
+}
+
 // adminTokens returns the admin session tokens when the admin is enabled,
 // and the node's token verifier, which then takes admin sessions too so
 // that the admin UI can connect.
@@ -121,6 +141,7 @@ func (s *Server) adminTokens(tokens node.TokenVerifier) (*api.AdminTokens, node.
 	if err != nil {
 		return nil, nil, err
 	}
+	s.reload.adminTokens = a
 	return a, adminVerifier{admin: a, next: tokens}, nil
 }
 
@@ -143,6 +164,7 @@ func (s *Server) mountAdmin(mux *http.ServeMux, tokens *api.AdminTokens, clientI
 	if err != nil {
 		return err
 	}
+	s.reload.admin = a
 	mux.Handle(api.AdminLoginPath, a)
 	mux.Handle(api.AdminRefreshPath, a)
 	mux.Handle(api.AdminPrefix, a)

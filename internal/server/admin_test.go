@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -448,4 +449,69 @@ func TestAdminUserIDGrantsNothing(t *testing.T) {
 	if code := call(admin, 2, `{"id":2,"method":"refresh","params":{"token":"`+impostor+`"}}`); code != 101.0 {
 		t.Fatalf("refreshing the admin connection with an ordinary token: error %v, want 101", code)
 	}
+}
+
+// A reload applies a new admin password and secret at once: the old
+// password no longer logs in and sessions signed with the old secret end.
+// Turning the admin off needs a restart.
+func TestAdminReload(t *testing.T) {
+	cfg := adminConfig()
+	cfg.LogFormat = "json" // as startReloadable runs it
+	r := startReloadable(t, cfg)
+	login := func(password string) (int, string) {
+		t.Helper()
+		status, body, _ := r.do(t, http.MethodPost, api.AdminLoginPath, "", `{"password":"`+password+`"}`)
+		var res api.LoginResult
+		_ = json.Unmarshal(body, &res)
+		return status, res.Token
+	}
+	nodes := func(token string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, r.url+api.AdminPrefix+"nodes", strings.NewReader(`{}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := r.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	status, before := login(testAdminPassword)
+	wantStatus(t, "login before the reload", status, http.StatusOK, nil)
+
+	next := cfg
+	next.Admin.Password = "another-admin-password"
+	next.Admin.Secret = strings.Repeat("s", 40)
+	r.set(next, nil)
+	if err := r.srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if status, _ := login(testAdminPassword); status != http.StatusUnauthorized {
+		t.Fatalf("the old password after the reload: %d", status)
+	}
+	if status := nodes(before); status != http.StatusUnauthorized {
+		t.Fatalf("a session of the old secret after the reload: %d", status)
+	}
+	status, after := login(next.Admin.Password)
+	wantStatus(t, "login with the new password", status, http.StatusOK, nil)
+	wantStatus(t, "a session of the new secret", nodes(after), http.StatusOK, nil)
+	reloaded := logLines(t, r.logs, "configuration reloaded")
+	if len(reloaded) != 1 || fmt.Sprint(reloaded[0]["changed"]) != "[admin.password admin.secret]" {
+		t.Fatalf("reload log %v", reloaded)
+	}
+	if restart := logLines(t, r.logs, "configuration changed, needs restart"); len(restart) != 0 {
+		t.Fatalf("needs restart: %v", restart)
+	}
+
+	off := next
+	off.Admin = AdminConfig{}
+	r.set(off, nil)
+	if err := r.srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	restart := logLines(t, r.logs, "configuration changed, needs restart")
+	if len(restart) != 1 || !strings.Contains(fmt.Sprint(restart[0]["options"]), "admin.enabled") {
+		t.Fatalf("turning the admin off: %v", restart)
+	}
+	wantStatus(t, "the admin until the restart", nodes(after), http.StatusOK, nil)
 }

@@ -66,6 +66,10 @@ type reloadState struct {
 	origin   atomic.Pointer[func(*http.Request) bool]
 	api      *api.Handler
 	gate     *gate
+	// admin and adminTokens take a new admin.password and admin.secret;
+	// nil with the admin off.
+	admin       *api.Admin
+	adminTokens *api.AdminTokens
 }
 
 // initReload records the configuration and verifier New started with. From
@@ -94,11 +98,12 @@ func (s *Server) checkOrigin(r *http.Request) bool { return (*s.reload.origin.Lo
 
 // Reload reads the configuration again through Config.Loader and applies
 // what can change while the server runs: log_level, namespaces, the limits,
-// connection_rate and connection_burst, api_key, allowed_origins and the
-// auth section. Changes to other options are logged as needing a restart
-// and otherwise ignored. A configuration that does not load or validate, or
-// whose auth keys cannot be used, is refused entirely: the error is logged
-// and returned, and the server keeps running as it was.
+// connection_rate and connection_burst, api_key, allowed_origins, the
+// auth section, and the admin password and secret. Changes to other
+// options are logged as needing a restart and otherwise ignored. A
+// configuration that does not load or validate, or whose auth keys cannot
+// be used, is refused entirely: the error is logged and returned, and the
+// server keeps running as it was.
 func (s *Server) Reload(ctx context.Context) error {
 	if s.cfg.Loader == nil {
 		return ErrNoLoader
@@ -147,7 +152,9 @@ func (s *Server) apply(ctx context.Context, next Config) error {
 	var restart []string
 	// With a logger of the embedder's, whose level is not ours to change,
 	// log_level is no live option.
-	applies := func(k string) bool { return isLive(k) && (k != "log_level" || s.cfg.LogLevelVar != nil) }
+	applies := func(k string) bool {
+		return isLive(k) && (k != "log_level" || s.cfg.LogLevelVar != nil) || adminLive(k, &s.cfg, &next)
+	}
 	for _, k := range changedKeys(&s.cfg, &next) {
 		if !applies(k) {
 			restart = append(restart, k)
@@ -199,6 +206,7 @@ func (s *Server) apply(ctx context.Context, next Config) error {
 	if s.cfg.LogLevelVar != nil {
 		_ = s.cfg.LogLevelVar.UnmarshalText([]byte(next.LogLevel)) // validated
 	}
+	s.reloadAdmin(ctx, &next)
 	// Whatever changed live is in place; what needs a restart is logged
 	// once per reload until it is restarted or changed back.
 	live := slices.DeleteFunc(changed, func(k string) bool { return !applies(k) })
