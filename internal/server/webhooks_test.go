@@ -80,9 +80,12 @@ func TestWebhooksEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	send(`{"id":1,"method":"connect","params":{}}` + "\n" + `{"id":2,"method":"subscribe","params":{"channel":"chat:hooks"}}`)
+	// One command at a time: wsRead drops what follows the reply it wants
+	// in the same message.
+	send(`{"id":1,"method":"connect","params":{}}`)
 	connected := wsRead(t, ctx, ws, func(m map[string]any) bool { return m["id"] == 1.0 })
 	client := connected["result"].(map[string]any)["client"].(string)
+	send(`{"id":2,"method":"subscribe","params":{"channel":"chat:hooks"}}`)
 	wsRead(t, ctx, ws, func(m map[string]any) bool { return m["id"] == 2.0 })
 	send(`{"id":3,"method":"publish","params":{"channel":"chat:hooks","data":{"text":"hi"}}}`)
 	wsRead(t, ctx, ws, func(m map[string]any) bool { return m["id"] == 3.0 })
