@@ -51,7 +51,8 @@ type Stats struct {
 	Depth int
 	// Delivered counts events acknowledged by an endpoint (one event to two
 	// endpoints counts two); FailedAttempts, requests that failed and will
-	// be retried; Dropped, events refused because the outbox was full.
+	// be retried; Dropped, events refused: the outbox or the buffer in
+	// front of it was full, a write failed, or Shutdown had begun.
 	Delivered, FailedAttempts, Dropped uint64
 }
 
