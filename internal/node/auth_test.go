@@ -434,7 +434,7 @@ func TestReservedNamespace(t *testing.T) {
 	v.add("server", Credentials{UserID: "op", Channels: []string{"_sys:stats"}, Reserved: true})
 	v.add("op", Credentials{UserID: "op"})
 	v.add("claim", Credentials{UserID: "op", Channels: []string{"_sys:stats"}})
-	n := newTestNode(t, Config{Verifier: v, Namespaces: []NamespaceOptions{DevNamespace(""), ReservedNamespace("_sys")}})
+	n := newTestNode(t, Config{Verifier: v, MaxConnectionsPerUser: 1, Namespaces: []NamespaceOptions{DevNamespace(""), ReservedNamespace("_sys")}})
 
 	if _, err := n.Authenticate(context.Background(), "claim"); protocol.AsError(err).Code != protocol.ErrUnauthorized.Code {
 		t.Fatalf("a channels claim naming the reserved namespace: %v", err)
@@ -453,8 +453,12 @@ func TestReservedNamespace(t *testing.T) {
 		t.Fatalf("publish: error %d", code)
 	}
 
+	// op holds the one connection op may have; the server's own session
+	// with the same user id is not crowded out.
 	server := connectWith(t, n, "server", nil)
-	waitReply(t, server, 1)
+	if r := waitReply(t, server, 1); r["error"] != nil {
+		t.Fatalf("connect with reserved credentials: %s", r["error"])
+	}
 	testkit.WaitFor(t, 5*time.Second, "the server-side subscription", func() bool { return n.Channels()["_sys:stats"] == 1 })
 	server.s.HandleFrame(context.Background(), command(2, "refresh", map[string]string{"token": "op"}))
 	if code := errorCode(t, waitReply(t, server, 2)); code != protocol.ErrUnauthorized.Code {

@@ -577,7 +577,9 @@ func (r *sessionRegistry) admit(s *Session, max int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	user := s.cred.UserID
-	if user != "" && max > 0 && r.users[user] >= max {
+	// Reserved sessions are the server's own: clients sharing their user
+	// id must not crowd them out.
+	if user != "" && max > 0 && !s.cred.Reserved && r.users[user] >= max {
 		return protocol.ErrLimitExceeded.With("user already holds %d connections, the limit on this node", max)
 	}
 	r.users[user]++
