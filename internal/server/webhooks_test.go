@@ -244,3 +244,57 @@ func TestWebhooksSurviveServerRestart(t *testing.T) {
 		}
 	}
 }
+
+// Two nodes on one Redis, each with its own outbox: each reports the
+// occupancy of its own subscribers, and a publication is reported once, by
+// the node that took it.
+func TestWebhooksAcrossNodes(t *testing.T) {
+	url, _ := testkit.StartRedis(t)
+	recv := &hookReceiver{secret: "a-webhook-secret-of-some-length"}
+	hook := httptest.NewServer(recv)
+	defer hook.Close()
+	var nodes []*running
+	for range 2 {
+		cfg := testConfig()
+		cfg.Dev = true
+		cfg.Engine, cfg.RedisURL, cfg.EnginePrefix = EngineRedis, url, "hooks"
+		cfg.DataDir = t.TempDir()
+		cfg.Webhooks.FlushInterval = 5 * time.Millisecond
+		cfg.Webhooks.Endpoints = []WebhookEndpoint{{URL: hook.URL, Secret: recv.secret, Events: []string{"occupied", "subscribe", "publish"}}}
+		nodes = append(nodes, start(t, cfg))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, n := range nodes {
+		ws, _, err := cws.Dial(ctx, "ws"+strings.TrimPrefix(n.url, "http")+"/ws", &cws.DialOptions{HTTPClient: n.client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.CloseNow()
+		for i, cmd := range []string{`{"id":1,"method":"connect","params":{}}`, `{"id":2,"method":"subscribe","params":{"channel":"chat:both"}}`} {
+			if err := ws.Write(ctx, cws.MessageText, []byte(cmd)); err != nil {
+				t.Fatal(err)
+			}
+			wsRead(t, ctx, ws, func(m map[string]any) bool { return m["id"] == float64(i+1) })
+		}
+	}
+	status, body, _ := nodes[0].do(t, http.MethodPost, "/api/publish", testKey, `{"channel":"chat:both","data":1}`)
+	wantStatus(t, "publish", status, http.StatusOK, body)
+	testkit.WaitFor(t, 10*time.Second, "both nodes' events", func() bool { evs, _ := recv.got(); return len(evs) >= 5 })
+
+	byType := map[string][]string{}
+	evs, _ := recv.got()
+	for _, e := range evs {
+		byType[e.Type] = append(byType[e.Type], e.Node)
+	}
+	a, b := nodes[0].srv.node.ID(), nodes[1].srv.node.ID()
+	if occ := byType["occupied"]; len(occ) != 2 || occ[0] == occ[1] {
+		t.Errorf("occupied reported by %v, want once by each node", occ)
+	}
+	if subs := byType["subscribe"]; len(subs) != 2 {
+		t.Errorf("subscribe reported by %v", subs)
+	}
+	if pubs := byType["publish"]; len(pubs) != 1 || pubs[0] != a {
+		t.Errorf("publish reported by %v, want once by %s (not %s)", pubs, a, b)
+	}
+}
