@@ -419,3 +419,28 @@ func BenchmarkDelivery(b *testing.B) {
 	testkit.WaitFor(b, time.Minute, "every event delivered", func() bool { return w.Stats().Delivered == uint64(b.N) })
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// Emit never waits: with the writer not running, events beyond the buffer
+// are refused at once, and reported once the writer runs.
+func TestEmitNeverBlocks(t *testing.T) {
+	r := newReceiver(t, 0)
+	cfg := fastConfig("", Endpoint{URL: r.url(), Secret: testSecret})
+	cfg.Buffer = 8
+	w, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shutdown(t, w) })
+	for i := range 13 {
+		w.Emit(publishEvent("ch", uint64(i+1)))
+	}
+	if d := w.Stats().Dropped; d != 5 {
+		t.Fatalf("%d refused, want 5", d)
+	}
+	w.Start()
+	testkit.WaitFor(t, 5*time.Second, "the buffered events and the report", func() bool { return len(r.ackedEvents()) == 9 })
+	got := r.ackedEvents()
+	if got[0].Type != TypeOverflow || got[0].Dropped != 5 || got[1].Offset != 1 || got[8].Offset != 8 {
+		t.Fatalf("events %+v", got)
+	}
+}
