@@ -458,7 +458,6 @@
       if (r.truncated) note += ' shown; some nodes have more and listed only part of theirs: filter to narrow';
       if (r.missing_nodes && r.missing_nodes.length) note += '; no answer from ' + r.missing_nodes.join(', ');
       $('conn-note').textContent = note;
-      $('conn-note').dataset.truncated = r.truncated ? 'true' : 'false';
       if (inspected && !list.some(function (c) { return c.client === inspected.client; })) $('conn-detail').hidden = true;
     }).catch(function (e) { $('conn-note').textContent = errText(e); });
   }
