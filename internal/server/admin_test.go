@@ -323,6 +323,16 @@ func TestAdminAcrossRedisCluster(t *testing.T) {
 	if c := channels.Channels["chat:x"]; c.NumSubscribers != 2 || c.NumNodes != 2 || len(channels.Missing) != 0 {
 		t.Fatalf("channels across the cluster: %+v", channels)
 	}
+	// Without a filter: the admin's connection and the two subscribers.
+	var conns node.ConnectionsResult
+	call("connections", `{}`, &conns)
+	perNode := map[string]int{}
+	for _, c := range conns.Connections {
+		perNode[c.Node]++
+	}
+	if len(conns.Connections) != 3 || perNode[a.srv.node.ID()] != 2 || perNode[b.srv.node.ID()] != 1 || conns.Truncated || len(conns.Missing) != 0 {
+		t.Fatalf("every connection across the cluster: %+v", conns)
+	}
 
 	call("unsubscribe", `{"client":"`+clientOnB+`","channel":"chat:x"}`, &struct{}{})
 	push := wsRead(t, ctx, onB, func(m map[string]any) bool { return m["type"] == "unsubscribe" })
