@@ -235,20 +235,61 @@ func sseEvent(t *testing.T, br *bufio.Reader, want string) string {
 func wsRead(t *testing.T, ctx context.Context, c *cws.Conn, want func(map[string]any) bool) map[string]any {
 	t.Helper()
 	for {
-		_, frame, err := c.Read(ctx)
-		if err != nil {
-			t.Fatalf("websocket read: %v", err)
+		line, ok := wsUnread.next(c)
+		if !ok {
+			_, frame, err := c.Read(ctx)
+			if err != nil {
+				t.Fatalf("websocket read: %v", err)
+			}
+			wsUnread.put(t, c, bytes.Split(frame, []byte("\n")))
+			continue
 		}
-		for line := range bytes.SplitSeq(frame, []byte("\n")) {
-			var msg map[string]any
-			if err := json.Unmarshal(line, &msg); err != nil {
-				t.Fatalf("bad frame %q: %v", frame, err)
-			}
-			if want(msg) {
-				return msg
-			}
+		var msg map[string]any
+		if err := json.Unmarshal(line, &msg); err != nil {
+			t.Fatalf("bad frame line %q: %v", line, err)
+		}
+		if want(msg) {
+			return msg
 		}
 	}
+}
+
+// wsUnread keeps the lines of a WebSocket message that wsRead has not
+// looked at yet: the server packs replies and pushes into one message, and
+// a reply after the one a test waits for must still be there for its next
+// wsRead.
+var wsUnread unreadLines
+
+type unreadLines struct {
+	mu    sync.Mutex
+	lines map[*cws.Conn][][]byte
+}
+
+func (u *unreadLines) next(c *cws.Conn) ([]byte, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	q := u.lines[c]
+	if len(q) == 0 {
+		return nil, false
+	}
+	u.lines[c] = q[1:]
+	return q[0], true
+}
+
+func (u *unreadLines) put(t *testing.T, c *cws.Conn, lines [][]byte) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.lines == nil {
+		u.lines = make(map[*cws.Conn][][]byte)
+	}
+	if _, seen := u.lines[c]; !seen {
+		t.Cleanup(func() {
+			u.mu.Lock()
+			delete(u.lines, c)
+			u.mu.Unlock()
+		})
+	}
+	u.lines[c] = append(u.lines[c], lines...)
 }
 
 // TestClientsAndShutdown drives one WebSocket and one SSE client through a
