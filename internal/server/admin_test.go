@@ -387,7 +387,7 @@ func TestAdminUserIDGrantsNothing(t *testing.T) {
 		t.Cleanup(func() { ws.CloseNow() })
 		return ws
 	}
-	// One command at a time: wsRead drops whatever else a frame batches.
+	// Sends one command and returns its error code, nil for a success.
 	call := func(ws *cws.Conn, id float64, cmd string) any {
 		if err := ws.Write(ctx, cws.MessageText, []byte(cmd)); err != nil {
 			t.Fatal(err)
