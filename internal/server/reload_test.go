@@ -163,14 +163,7 @@ func TestReloadSwapsTokenKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req, _ := http.NewRequest(http.MethodPost, r.url+"/publish", strings.NewReader(`{"channel":"old:a","data":1}`))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		res, err := r.client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		return res.StatusCode
+		return publishWithToken(t, r.client, r.url, tok)
 	}
 	if s := publishAs(oldSecret); s != http.StatusOK {
 		t.Fatalf("old token before reload: %d", s)
@@ -235,14 +228,7 @@ func TestReloadRereadsThePublicKeyFile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req, _ := http.NewRequest(http.MethodPost, r.url+"/publish", strings.NewReader(`{"channel":"old:a","data":1}`))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		res, err := r.client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		return res.StatusCode
+		return publishWithToken(t, r.client, r.url, tok)
 	}
 	if s := publishAs(first); s != http.StatusOK {
 		t.Fatalf("first key before rotation: %d", s)
@@ -299,4 +285,18 @@ func TestReloadChangesOriginsAndConnectionRate(t *testing.T) {
 	if s := stream(""); s != http.StatusTooManyRequests {
 		t.Fatalf("stream beyond the reloaded connection burst: %d, want 429", s)
 	}
+}
+
+// publishWithToken publishes to old:a through the client HTTP API with tok,
+// returning the status.
+func publishWithToken(t *testing.T, client *http.Client, url, tok string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url+"/publish", strings.NewReader(`{"channel":"old:a","data":1}`))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode
 }
