@@ -26,17 +26,5 @@ func AdminHandler() http.Handler {
 		panic("web: embedded admin directory missing: " + err.Error())
 	}
 	files := http.StripPrefix(strings.TrimSuffix(AdminPath, "/"), http.FileServerFS(root))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		h := w.Header()
-		h.Set("Content-Security-Policy", csp)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cache-Control", "no-cache")
-		files.ServeHTTP(w, r)
-	})
+	return embedded(files.ServeHTTP)
 }

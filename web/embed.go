@@ -114,19 +114,8 @@ func Handler() http.Handler {
 	files := http.FileServerFS(root)
 	sdk := loadSDK()
 	pages := renderPages()
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
+	return embedded(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", csp)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		// Embedded files carry no modification time, so make browsers
-		// revalidate rather than keep a page from an older binary.
-		h.Set("Cache-Control", "no-cache")
 		if f, ok := sdk[r.URL.Path]; ok {
 			// Pages of other origins may load the bundle with
 			// crossorigin and subresource integrity.
@@ -142,5 +131,25 @@ func Handler() http.Handler {
 			return
 		}
 		files.ServeHTTP(w, r)
+	})
+}
+
+// embedded serves GET and HEAD with serve, behind the security headers every
+// embedded page and asset gets; other methods are answered 405.
+func embedded(serve http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Security-Policy", csp)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		// Embedded files carry no modification time, so make browsers
+		// revalidate rather than keep a page from an older binary.
+		h.Set("Cache-Control", "no-cache")
+		serve(w, r)
 	})
 }
