@@ -106,6 +106,10 @@ type Config struct {
 	// Proxy asks the application's backend to authenticate and authorize
 	// clients and to answer their RPCs; see Proxies.
 	Proxy Proxies
+	// MaxProxyRequests bounds the connect, subscribe and publish requests
+	// to the backend in flight on this node (1,024); one more fails at once
+	// with ErrBackendUnavailable. See BlockingProxyCalls.
+	MaxProxyRequests int
 }
 
 func (c *Config) setDefaults() {
@@ -128,6 +132,7 @@ func (c *Config) setDefaults() {
 	defInt(&c.MaxPublicationSize, 64<<10)
 	defInt(&c.MaxRecoveredPublications, 10000)
 	defInt(&c.MaxHistoryLimit, 1000)
+	defInt(&c.MaxProxyRequests, 1024)
 	defInt(&c.CommandBurst, 200)
 	def(&c.RefreshBefore, 30*time.Second)
 	def(&c.NodeHeartbeat, 2*time.Second)
@@ -164,6 +169,9 @@ type Node struct {
 	cluster  cluster
 	// rpcSlots bounds the RPCs in flight on this node (maxRPCs).
 	rpcSlots chan struct{}
+	// proxySlots bounds the backend requests commands wait for
+	// (Config.MaxProxyRequests); nil without such proxies.
+	proxySlots chan struct{}
 }
 
 // New validates cfg and returns a node that is not yet receiving from its engine.
@@ -193,6 +201,9 @@ func New(cfg Config) (*Node, error) {
 	n.cluster.init()
 	if cfg.Events != nil {
 		n.hub.occupancy = n.occupancy
+	}
+	if p := cfg.Proxy; p.Connect != nil || p.Subscribe != nil || p.Publish != nil {
+		n.proxySlots = make(chan struct{}, cfg.MaxProxyRequests)
 	}
 	live, err := n.newLiveConfig(liveOf(&cfg))
 	if err != nil {

@@ -216,7 +216,12 @@ func (n *Node) proxyConnect(ctx context.Context, s *Session, meta *RequestMeta, 
 		}
 		req.RemoteAddr, req.Headers, req.Cookies = meta.RemoteAddr, meta.Headers, meta.Cookies
 	}
+	release, err := n.holdProxySlot("connect")
+	if err != nil {
+		return Credentials{}, nil, err
+	}
 	res, err := n.cfg.Proxy.Connect.ProxyConnect(ctx, req)
+	release()
 	if err != nil {
 		err = n.proxyFailure("connect", err, protocol.ErrUnauthorized)
 		n.observer().AuthFailed(protocol.AsError(err).Code)
@@ -239,6 +244,26 @@ func (n *Node) proxyConnect(ctx context.Context, s *Session, meta *RequestMeta, 
 		return Credentials{}, nil, err
 	}
 	return cred, res.Data, nil
+}
+
+// BlockingProxyCalls is how many backend requests commands may wait for at
+// once on this node (Config.MaxProxyRequests), or 0 without a connect,
+// subscribe or publish proxy. A WebSocket command that waits for the
+// backend holds one of its transport's shared command workers, so the
+// transports add this many workers to their pools: a slow backend then
+// cannot take the workers that other connections' commands and pongs need.
+func (n *Node) BlockingProxyCalls() int { return cap(n.proxySlots) }
+
+// holdProxySlot takes one of the node's slots for a backend request that a
+// command waits for, and returns its release. With every slot taken it
+// fails at once, rather than wait and hold a command worker meanwhile.
+func (n *Node) holdProxySlot(kind string) (release func(), err error) {
+	select {
+	case n.proxySlots <- struct{}{}:
+		return func() { <-n.proxySlots }, nil
+	default:
+		return nil, protocol.ErrBackendUnavailable.With("%s: %d backend requests in flight on this node", kind, cap(n.proxySlots))
+	}
 }
 
 // refreshByProxyLocked reports whether the refresh proxy, rather than the
@@ -296,7 +321,13 @@ func (n *Node) authorizeSubscribe(ctx context.Context, s *Session, cred Credenti
 		return noProxy("subscribe")
 	}
 	req := SubscribeProxyRequest{ProxyClient: proxyClient(s, cred, "http"), Channel: channel}
-	if _, err := n.cfg.Proxy.Subscribe.ProxySubscribe(ctx, req); err != nil {
+	release, err := n.holdProxySlot("subscribe")
+	if err != nil {
+		return err
+	}
+	_, err = n.cfg.Proxy.Subscribe.ProxySubscribe(ctx, req)
+	release()
+	if err != nil {
 		err = n.proxyFailure("subscribe", err, protocol.ErrPermissionDenied)
 		n.observer().AuthFailed(protocol.AsError(err).Code)
 		return err
@@ -319,7 +350,12 @@ func (n *Node) authorizePublish(ctx context.Context, cred Credentials, info *pro
 		return err
 	}
 	preq := PublishProxyRequest{ProxyClient: n.callerOf(cred, info), Channel: req.Channel, Data: data}
+	release, err := n.holdProxySlot("publish")
+	if err != nil {
+		return err
+	}
 	res, err := n.cfg.Proxy.Publish.ProxyPublish(ctx, preq)
+	release()
 	if err != nil {
 		err = n.proxyFailure("publish", err, protocol.ErrPermissionDenied)
 		n.observer().AuthFailed(protocol.AsError(err).Code)

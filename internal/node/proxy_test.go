@@ -308,3 +308,49 @@ func TestNewRefusesProxiedNamespaceWithoutProxy(t *testing.T) {
 		t.Error("New accepted proxy_publish without a publish proxy")
 	}
 }
+
+// With MaxProxyRequests backend requests in flight, one more fails at once
+// with 118 rather than wait (and hold a transport's command worker); a slot
+// freed serves the next request.
+func TestProxyRequestsInFlightAreBounded(t *testing.T) {
+	entered, release := make(chan struct{}, 4), make(chan struct{})
+	b := &fakeBackend{subscribe: func(SubscribeProxyRequest) error {
+		entered <- struct{}{}
+		<-release
+		return nil
+	}}
+	n := newTestNode(t, Config{Namespaces: proxiedNamespaces(), Proxy: Proxies{Subscribe: b, Publish: b}, MaxProxyRequests: 2})
+	if got := n.BlockingProxyCalls(); got != 2 {
+		t.Fatalf("BlockingProxyCalls %d, want 2", got)
+	}
+	ctx := context.Background()
+	held := make(chan error, 2)
+	for i := range 2 {
+		p := openSession(t, n, SessionOptions{Authenticated: true})
+		go func() {
+			held <- p.s.subscribe(ctx, subscribeOrigin{}, protocol.SubscribeRequest{Channel: "guarded:" + string(rune('a'+i))})
+		}()
+		<-entered
+	}
+	p := openSession(t, n, SessionOptions{Authenticated: true})
+	began := time.Now()
+	err := p.s.subscribe(ctx, subscribeOrigin{}, protocol.SubscribeRequest{Channel: "guarded:c"})
+	if !errors.Is(err, protocol.ErrBackendUnavailable) {
+		t.Errorf("third request in flight: %v, want 118", err)
+	}
+	if took := time.Since(began); took > time.Second {
+		t.Errorf("the refusal took %v; it must not wait for a slot", took)
+	}
+	close(release)
+	for range 2 {
+		if err := <-held; err != nil {
+			t.Errorf("held subscribe: %v", err)
+		}
+	}
+	if err := p.s.subscribe(ctx, subscribeOrigin{}, protocol.SubscribeRequest{Channel: "guarded:c"}); err != nil {
+		t.Errorf("subscribe once slots are free: %v", err)
+	}
+	if got := newTestNode(t, Config{}).BlockingProxyCalls(); got != 0 {
+		t.Errorf("BlockingProxyCalls without proxies: %d, want 0", got)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	cws "github.com/coder/websocket"
 
 	"github.com/heraldrt/herald/internal/node"
+	"github.com/heraldrt/herald/internal/testkit"
 )
 
 // proxyBackend is an application backend: it knows the session "s-alice",
@@ -273,6 +275,52 @@ func TestProxyBackendTimeout(t *testing.T) {
 	status, body, _ := r.do(t, http.MethodPost, "/rpc", "", `{"method":"whoami"}`)
 	if status != http.StatusServiceUnavailable || !strings.Contains(string(body), `"code":118`) {
 		t.Errorf("rpc with a hung connect backend: %d %s, want 503 with 118", status, body)
+	}
+}
+
+// TestSlowBackendLeavesOtherCommandsServed: more subscribes wait for a hung
+// backend than the WebSocket transport has command workers of its own, yet
+// another connection's command is answered at once: the pool has room for
+// every backend request the node lets commands wait for.
+func TestSlowBackendLeavesOtherCommandsServed(t *testing.T) {
+	b := newProxyBackend(t)
+	cfg := proxyConfig(b)
+	cfg.Proxy.SubscribeURL = b.URL + "/slow"
+	// The backend timeout must stay under the pong timeout; both are long
+	// here so that commands stuck behind the hung requests would show.
+	cfg.PingInterval, cfg.PongTimeout, cfg.PresenceTTL = time.Minute, 30*time.Second, 2*time.Minute
+	cfg.Proxy.Timeout = 29 * time.Second
+	cfg.CommandRate, cfg.CommandBurst = 1000, 1000
+	// Hundreds of connections of one user from one address.
+	cfg.ConnectionRate, cfg.MaxConnectionsPerUser = 0, 0
+	r := start(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	began := time.Now()
+	waiting := 128*runtime.GOMAXPROCS(0) + 16
+	for i := range waiting {
+		ws := dialWS(t, ctx, r, "sid=s-alice")
+		if rep := wsReply(t, ctx, ws, 1); rep["error"] != nil {
+			t.Fatalf("connect %d: %v", i, rep)
+		}
+		wsSend(t, ctx, ws, fmt.Sprintf(`{"id":2,"method":"subscribe","params":{"channel":"rooms:open-%d"}}`, i))
+	}
+	testkit.WaitFor(t, 20*time.Second, "every subscribe waiting at the backend", func() bool {
+		return len(b.requests("/slow")) == waiting
+	})
+	probe := dialWS(t, ctx, r, "sid=s-alice")
+	if rep := wsReply(t, ctx, probe, 1); rep["error"] != nil {
+		t.Fatalf("probe connect: %v", rep)
+	}
+	wsSend(t, ctx, probe, `{"id":2,"method":"subscribe","params":{"channel":"public:news"}}`)
+	if rep := wsReply(t, ctx, probe, 2); rep["error"] != nil {
+		t.Fatalf("probe subscribe: %v", rep)
+	}
+	// Without room in the pool the last connects, their subscribes and the
+	// probe would wait for the first requests to time out (29 s).
+	if took := time.Since(began); took > 20*time.Second {
+		t.Errorf("%d hung backend requests held other connections' commands: %v", waiting, took)
 	}
 }
 

@@ -114,8 +114,9 @@ func New(cfg Config) (*Host, error) {
 		// Room for a handful of maximal commands waiting behind a slow one.
 		maxInboxBytes: max(8*cfg.MaxMessageSize, 1<<20),
 		// Commands mostly wait on I/O (fsync, Redis round trips), so many
-		// may be in flight per CPU; flushes only copy and write.
-		commands: eventloop.NewPool(128 * procs),
+		// may be in flight per CPU, plus every backend request commands may
+		// wait for; flushes only copy and write.
+		commands: eventloop.NewPool(128*procs + cfg.Node.BlockingProxyCalls()),
 		writers:  eventloop.NewPool(4 * procs),
 		ctx:      ctx,
 		cancel:   cancel,
