@@ -25,7 +25,7 @@ const testKey = "s3cret-key"
 
 // newNode starts a node on a fresh memory engine and shuts it down when the
 // test ends.
-func newNode(t *testing.T, cfg node.Config) *node.Node {
+func newNode(t testing.TB, cfg node.Config) *node.Node {
 	t.Helper()
 	cfg.Engine = memory.New(memory.Config{})
 	cfg.AllowAnonymous = true

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
 )
 
@@ -63,6 +65,30 @@ func TestBatchManyChannels(t *testing.T) {
 	for i, r := range res.Results {
 		if r.Error != nil || r.PublishResult == nil || r.Offset != uint64(i/channels+1) {
 			t.Fatalf("result %d: %+v, want offset %d", i, r, i/channels+1)
+		}
+	}
+}
+
+// BenchmarkBatch is the server API's share of `herald bench spread`: one
+// /api/batch call of 32 small publications to distinct channels, decoded,
+// published into the memory engine and answered (no subscribers).
+func BenchmarkBatch(b *testing.B) {
+	n := newNode(b, node.Config{Dev: true})
+	h := New(Config{Node: n, Key: testKey})
+	var pubs []string
+	for i := range 32 {
+		pubs = append(pubs, fmt.Sprintf(`{"channel":"bench:%d","data":{"seq":%d,"at":1733540000000000000,"pad":"xxxxxxxxxxxxxxxx"}}`, i, i))
+	}
+	body := `{"publications":[` + strings.Join(pubs, ",") + `]}`
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, "/api/batch", strings.NewReader(body))
+		req.Header.Set("Authorization", "apikey "+testKey)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			b.Fatalf("status %d: %s", w.Code, w.Body)
 		}
 	}
 }
