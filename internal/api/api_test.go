@@ -28,6 +28,12 @@ const testKey = "s3cret-key"
 func newNode(t testing.TB, cfg node.Config) *node.Node {
 	t.Helper()
 	cfg.Engine = memory.New(memory.Config{})
+	return startNode(t, cfg)
+}
+
+// startNode starts a node on cfg.Engine and shuts it down when the test ends.
+func startNode(t testing.TB, cfg node.Config) *node.Node {
+	t.Helper()
 	cfg.AllowAnonymous = true
 	n, err := node.New(cfg)
 	if err != nil {

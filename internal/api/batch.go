@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/heraldrt/herald/internal/protocol"
 )
@@ -31,12 +32,19 @@ type BatchOutcome struct {
 
 // batch publishes every publication independently, so one failure does not
 // stop the others. Publications to the same channel are published in
-// request order, one after another; different channels proceed in parallel
-// on at most broadcastParallelism goroutines, which lets the durable engine
-// share disk syncs among them. Channels are chained through the request's
-// indexes rather than gathered in a slice each, and the goroutines take
-// channels in turn rather than one goroutine per channel: a batch of
-// hundreds of channels allocates a handful of objects, not hundreds.
+// request order, one after another; different channels may proceed in
+// parallel on at most broadcastParallelism goroutines, which lets the
+// durable engine share disk syncs among them. Channels are chained through
+// the request's indexes rather than gathered in a slice each, and the
+// goroutines take channels in turn rather than one goroutine per channel: a
+// batch of hundreds of channels allocates a handful of objects, not
+// hundreds.
+//
+// Helpers start only once a channel's publishing proves slow (slowPublish):
+// an engine that answers in microseconds (memory) is faster on the calling
+// goroutine alone, and the answer then never waits for the slowest of
+// several goroutines to be scheduled, which on a busy machine is what a
+// batch call's tail latency was made of.
 func (h *Handler) batch(ctx context.Context, req *BatchRequest) (any, error) {
 	pubs := req.Publications
 	if len(pubs) == 0 {
@@ -77,10 +85,23 @@ func (h *Handler) batch(ctx context.Context, req *BatchRequest) (any, error) {
 		}
 	}
 	var wg sync.WaitGroup
-	for range min(broadcastParallelism, len(heads)) - 1 {
-		wg.Go(work)
+	helpers := min(broadcastParallelism, len(heads)) - 1
+	for c := taken.Add(1) - 1; c < int64(len(heads)); c = taken.Add(1) - 1 {
+		began := time.Now()
+		publishChannel(heads[c])
+		if helpers > 0 && time.Since(began) >= slowPublish {
+			for range helpers {
+				wg.Go(work)
+			}
+			helpers = 0
+		}
 	}
-	work()
 	wg.Wait()
 	return out, nil
 }
+
+// slowPublish is how long publishing one channel's share of a batch may
+// take before the batch spreads over helper goroutines: far above an
+// in-memory publish (a few microseconds), far below a disk sync or a
+// broker round trip.
+const slowPublish = 100 * time.Microsecond

@@ -6,8 +6,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/heraldrt/herald/internal/engine"
+	"github.com/heraldrt/herald/internal/engine/memory"
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
 )
@@ -90,5 +94,48 @@ func BenchmarkBatch(b *testing.B) {
 		if w.Code != http.StatusOK {
 			b.Fatalf("status %d: %s", w.Code, w.Body)
 		}
+	}
+}
+
+// concurrencyEngine records how many publishes run at once; each takes
+// delay, like a disk sync or a broker round trip.
+type concurrencyEngine struct {
+	engine.Engine
+	delay         time.Duration
+	running, most atomic.Int32
+}
+
+func (e *concurrencyEngine) Publish(ctx context.Context, channel string, data []byte, opts engine.PublishOptions) (protocol.StreamPosition, error) {
+	n := e.running.Add(1)
+	defer e.running.Add(-1)
+	for {
+		m := e.most.Load()
+		if n <= m || e.most.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	time.Sleep(e.delay)
+	return e.Engine.Publish(ctx, channel, data, opts)
+}
+
+// A batch over a slow engine spreads over helper goroutines, so that the
+// durable engine's syncs and a broker's round trips overlap. (Over a fast
+// one it stays on the calling goroutine: BenchmarkBatch.)
+func TestBatchParallelWhenPublishingIsSlow(t *testing.T) {
+	var pubs []string
+	for i := range 16 {
+		pubs = append(pubs, fmt.Sprintf(`{"channel":"c:%d","data":%d}`, i, i))
+	}
+	eng := &concurrencyEngine{Engine: memory.New(memory.Config{}), delay: 2 * time.Millisecond}
+	srv, _ := apiServer(t, Config{Key: testKey, Node: startNode(t, node.Config{Engine: eng, Dev: true})})
+	var res BatchResult
+	wantOK(t, post(t, srv.URL+"/api/batch", testKey, `{"publications":[`+strings.Join(pubs, ",")+`]}`), &res)
+	for i, r := range res.Results {
+		if r.Error != nil || r.Offset != 1 {
+			t.Errorf("result %d: %+v", i, r)
+		}
+	}
+	if most := eng.most.Load(); most < 2 {
+		t.Errorf("at most %d publishes at once over an engine taking %v each", most, eng.delay)
 	}
 }
