@@ -33,18 +33,9 @@ type BatchOutcome struct {
 // batch publishes every publication independently, so one failure does not
 // stop the others. Publications to the same channel are published in
 // request order, one after another; different channels may proceed in
-// parallel on at most broadcastParallelism goroutines, which lets the
-// durable engine share disk syncs among them. Channels are chained through
-// the request's indexes rather than gathered in a slice each, and the
-// goroutines take channels in turn rather than one goroutine per channel: a
-// batch of hundreds of channels allocates a handful of objects, not
-// hundreds.
-//
-// Helpers start only once a channel's publishing proves slow (slowPublish):
-// an engine that answers in microseconds (memory) is faster on the calling
-// goroutine alone, and the answer then never waits for the slowest of
-// several goroutines to be scheduled, which on a busy machine is what a
-// batch call's tail latency was made of.
+// parallel (publishChannels). Channels are chained through the request's
+// indexes rather than gathered in a slice each: a batch of hundreds of
+// channels allocates a handful of objects, not hundreds.
 func (h *Handler) batch(ctx context.Context, req *BatchRequest) (any, error) {
 	pubs := req.Publications
 	if len(pubs) == 0 {
@@ -78,17 +69,33 @@ func (h *Handler) batch(ctx context.Context, req *BatchRequest) (any, error) {
 			}
 		}
 	}
+	publishChannels(len(heads), func(c int) { publishChannel(heads[c]) })
+	return out, nil
+}
+
+// publishChannels calls publish for channels 0 to n-1, which are
+// independent of each other. Helper goroutines, at most
+// publishParallelism-1 of them taking channels in turn rather than one
+// goroutine per channel, start only once a channel's publishing proves slow
+// (slowPublish): a disk sync or a broker round trip then overlaps with the
+// others', and the durable engine shares syncs among them. An engine that
+// answers in microseconds (memory) is faster on the calling goroutine alone,
+// and the answer then never waits for the slowest of several goroutines to
+// be scheduled, which on a busy machine is what a call's tail latency was
+// made of.
+func publishChannels(n int, publish func(channel int)) {
 	var taken atomic.Int64
+	next := func() int { return int(taken.Add(1) - 1) }
 	work := func() {
-		for c := taken.Add(1) - 1; c < int64(len(heads)); c = taken.Add(1) - 1 {
-			publishChannel(heads[c])
+		for c := next(); c < n; c = next() {
+			publish(c)
 		}
 	}
 	var wg sync.WaitGroup
-	helpers := min(broadcastParallelism, len(heads)) - 1
-	for c := taken.Add(1) - 1; c < int64(len(heads)); c = taken.Add(1) - 1 {
+	helpers := min(publishParallelism, n) - 1
+	for c := next(); c < n; c = next() {
 		began := time.Now()
-		publishChannel(heads[c])
+		publish(c)
 		if helpers > 0 && time.Since(began) >= slowPublish {
 			for range helpers {
 				wg.Go(work)
@@ -97,8 +104,12 @@ func (h *Handler) batch(ctx context.Context, req *BatchRequest) (any, error) {
 		}
 	}
 	wg.Wait()
-	return out, nil
 }
+
+// publishParallelism bounds the publishes one broadcast or batch call runs
+// at a time: it hides per-publish latency (a disk sync for the durable
+// engine) without letting one call occupy the engine.
+const publishParallelism = 8
 
 // slowPublish is how long publishing one channel's share of a batch may
 // take before the batch spreads over helper goroutines: far above an

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"path"
-	"sync"
 
 	"github.com/heraldrt/herald/internal/node"
 	"github.com/heraldrt/herald/internal/protocol"
@@ -12,11 +11,6 @@ import (
 
 // MaxBroadcastChannels bounds the channels of one broadcast call.
 const MaxBroadcastChannels = 1000
-
-// broadcastParallelism bounds the publishes one broadcast runs at a time: it
-// hides per-publish latency (a disk sync for the durable engine) without
-// letting one call occupy the engine.
-const broadcastParallelism = 8
 
 // publish: protocol.PublishRequest → protocol.PublishResult.
 func (h *Handler) publish(ctx context.Context, req *protocol.PublishRequest) (any, error) {
@@ -67,28 +61,22 @@ func (h *Handler) broadcast(ctx context.Context, req *BroadcastRequest) (any, er
 		return nil, err
 	}
 	out := BroadcastResult{Results: make([]BroadcastOutcome, len(req.Channels))}
-	sem := make(chan struct{}, broadcastParallelism)
-	var wg sync.WaitGroup
-	for i, ch := range req.Channels {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			res, err := h.node.Publish(ctx, protocol.PublishRequest{
-				Channel:        ch,
-				Data:           req.Data,
-				Ephemeral:      req.Ephemeral,
-				IdempotencyKey: req.IdempotencyKey,
-				Tags:           req.Tags,
-			})
-			out.Results[i] = BroadcastOutcome{Channel: ch}
-			if err != nil {
-				out.Results[i].Error = protocol.AsError(err)
-			} else {
-				out.Results[i].PublishResult = &res
-			}
+	publishChannels(len(req.Channels), func(i int) {
+		ch := req.Channels[i]
+		res, err := h.node.Publish(ctx, protocol.PublishRequest{
+			Channel:        ch,
+			Data:           req.Data,
+			Ephemeral:      req.Ephemeral,
+			IdempotencyKey: req.IdempotencyKey,
+			Tags:           req.Tags,
 		})
-	}
-	wg.Wait()
+		out.Results[i] = BroadcastOutcome{Channel: ch}
+		if err != nil {
+			out.Results[i].Error = protocol.AsError(err)
+		} else {
+			out.Results[i].PublishResult = &res
+		}
+	})
 	return out, nil
 }
 
