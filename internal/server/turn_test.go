@@ -17,6 +17,7 @@ import (
 
 	"github.com/heraldrt/herald/internal/auth"
 	"github.com/heraldrt/herald/internal/protocol"
+	"github.com/heraldrt/herald/internal/testkit"
 )
 
 // Dev mode runs the STUN/TURN server by itself ("auto"); without dev mode
@@ -267,7 +268,9 @@ func TestTURNLoopbackPeerRefusedOutsideDev(t *testing.T) {
 // with the server's certificate, and credentials offer it as "turns:" on
 // the port it got.
 func TestTURNOverTLS(t *testing.T) {
-	cert, key, roots := selfSignedCert(t)
+	self := testkit.NewSelfSigned(t)
+	cert, key := self.WriteFiles(t)
+	roots := self.Pool
 	cfg := testConfig()
 	cfg.TLS.CertFile, cfg.TLS.KeyFile = cert, key
 	cfg.TURN.Enabled = turnOn
