@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/heraldrt/herald/internal/server"
+	"github.com/heraldrt/herald/internal/testkit"
 )
 
 // TestSecurityDocLimitsMatchDefaults reads the limits table of
@@ -80,31 +81,16 @@ func TestSecurityDocLimitsMatchDefaults(t *testing.T) {
 // default) of each body row of the table under "## Limits".
 func limitsTable(t *testing.T, doc string) [][3]string {
 	t.Helper()
-	_, section, ok := strings.Cut(doc, "\n## Limits\n")
-	if !ok {
-		t.Fatal(`docs/security.md has no "## Limits" section`)
+	table, err := testkit.MarkdownTable(doc, "## Limits")
+	if err != nil {
+		t.Fatalf("docs/security.md: %v", err)
 	}
-	section, _, _ = strings.Cut(section, "\n## ")
 	var rows [][3]string
-	for line := range strings.SplitSeq(section, "\n") {
-		if !strings.HasPrefix(line, "|") {
-			continue
-		}
-		cells := strings.Split(strings.Trim(line, "|"), "|")
+	for _, cells := range table {
 		if len(cells) != 4 {
-			t.Fatalf("limits table row with %d cells: %q", len(cells), line)
+			t.Fatalf("limits table row with %d cells: %q", len(cells), cells)
 		}
-		var row [3]string
-		for i := range row {
-			row[i] = strings.TrimSpace(cells[i])
-		}
-		if row[0] == "Limit" || strings.HasPrefix(row[0], "---") {
-			continue
-		}
-		rows = append(rows, row)
-	}
-	if len(rows) == 0 {
-		t.Fatal("the limits table has no rows")
+		rows = append(rows, [3]string(cells[:3]))
 	}
 	return rows
 }

@@ -7,8 +7,9 @@ import (
 	"go/token"
 	"os"
 	"strconv"
-	"strings"
 	"testing"
+
+	"github.com/heraldrt/herald/internal/testkit"
 )
 
 // declaredCodes finds every Error and Disconnect literal with a Code in the
@@ -84,25 +85,16 @@ func literalValue(t *testing.T, e ast.Expr) string {
 	return ""
 }
 
-// docTable returns the rows of the table under heading in docs/protocol.md,
-// keyed by their first cell, each row's cells trimmed.
+// docTable maps each code in the first column of the tables under heading
+// in docs/protocol.md to its row's cells.
 func docTable(t *testing.T, doc, heading string) map[string][]string {
 	t.Helper()
-	_, section, ok := strings.Cut(doc, "\n"+heading+"\n")
-	if !ok {
-		t.Fatalf("docs/protocol.md has no %q section", heading)
+	table, err := testkit.MarkdownTable(doc, heading)
+	if err != nil {
+		t.Fatalf("docs/protocol.md: %v", err)
 	}
-	section, _, _ = strings.Cut(section, "\n## ")
 	rows := map[string][]string{}
-	for line := range strings.Lines(section) {
-		line = strings.TrimSpace(line)
-		if !strings.HasPrefix(line, "|") {
-			continue
-		}
-		var cells []string
-		for c := range strings.SplitSeq(strings.Trim(line, "|"), "|") {
-			cells = append(cells, strings.TrimSpace(c))
-		}
+	for _, cells := range table {
 		if _, err := strconv.Atoi(cells[0]); err == nil {
 			rows[cells[0]] = cells
 		}
