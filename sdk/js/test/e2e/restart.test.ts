@@ -5,7 +5,7 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HeraldServer } from '../helpers/server.js';
-import { waitForAsync } from '../helpers/wait.js';
+import { waitFor } from '../helpers/wait.js';
 import { DESKTOP, PHONE, launch, pageErrors, pageWait, screenshot } from './browser.js';
 
 let server: HeraldServer;
@@ -66,7 +66,7 @@ describe('ticker demo through a server restart', () => {
       // The restarted server publishes ticks the page cannot see yet: they
       // can reach it only through recovery.
       const latest = async () => (await server.api<{ offset: number }>('history', { channel: 'demo:ticker', limit: 1 })).offset;
-      await waitForAsync(`3 ticks after offset ${before.lastOffset} from the restarted server`, async () => (await latest()) >= before.lastOffset + 3);
+      await waitFor(`3 ticks after offset ${before.lastOffset} from the restarted server`, async () => (await latest()) >= before.lastOffset + 3);
       const missedUpTo = await latest();
       expect((await stats()).lastOffset).toBe(before.lastOffset);
       net.blocked = false;

@@ -1,24 +1,15 @@
 /**
  * Waits until cond() holds, checking every few milliseconds, and fails
  * with what it waited for once timeout ms have passed. Tests wait on
- * conditions, never on time.
+ * conditions, never on time. cond may ask something asynchronously, such
+ * as the server API; the next check starts when its answer is in.
  */
-export async function waitFor(what: string, cond: () => boolean, timeout = 10_000): Promise<void> {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    if (cond()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-/** waitFor for a condition that must ask something asynchronously, such as the server API. */
-export async function waitForAsync(what: string, cond: () => Promise<boolean>, timeout = 10_000): Promise<void> {
+export async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeout = 10_000): Promise<void> {
   const deadline = Date.now() + timeout;
   for (;;) {
     if (await cond()) return;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 5));
   }
 }
 
