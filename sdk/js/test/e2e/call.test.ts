@@ -10,7 +10,8 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newClient, subscribed } from '../helpers/client.js';
 import { HeraldServer } from '../helpers/server.js';
-import { DESKTOP, PHONE, launch, pageErrors, pageWait, screenshot } from './browser.js';
+import { DESKTOP, PHONE, launch, pageWait, screenshot } from './browser.js';
+import { type CallWindow, joinCall, openCall as openPage, videoPlays } from './callpage.js';
 
 let server: HeraldServer;
 let browser: Browser;
@@ -26,51 +27,12 @@ afterAll(async () => {
   await server?.close();
 });
 
-type CallWindow = { demo?: { call?: { joined: boolean; full: boolean; errors: string[] } } };
-
-async function openCall(name: string, room: string, viewport = DESKTOP): Promise<{ page: Page; errors: Error[] }> {
-  const context = await browser.newContext({ viewport });
-  const page = await context.newPage();
-  const errors = pageErrors(page);
-  await page.goto(`${server.url}/call.html?name=${name}&relay=1#${room}`);
-  await page.locator('#join:not([disabled])').waitFor({ timeout: 15_000 });
-  return { page, errors };
+function openCall(name: string, room: string, viewport = DESKTOP): Promise<{ page: Page; errors: Error[] }> {
+  return openPage(browser, server.url, name, room, viewport);
 }
 
-async function join(page: Page): Promise<void> {
-  await page.locator('#join').click();
-  await pageWait(page, 'joined', () => (window as unknown as CallWindow).demo?.call?.joined === true, null);
-}
-
-/**
- * Waits until the video of user's tile plays on: over successive polls its
- * decoded frame count grows by 15, its currentTime moves on, and at least
- * three different pictures are drawn from it.
- */
 async function sees(page: Page, user: string): Promise<void> {
-  await pageWait(
-    page,
-    `${user}'s video to play`,
-    (u: string) => {
-      const v = document.querySelector<HTMLVideoElement>(`.tile[data-user="${u}"] video`);
-      if (!v || v.videoWidth === 0) return false;
-      const w = window as unknown as { watched?: Record<string, { frames: number; time: number; pictures: Set<number> }> };
-      const frames = v.getVideoPlaybackQuality().totalVideoFrames;
-      const seen = ((w.watched ??= {})[u] ??= { frames, time: v.currentTime, pictures: new Set() });
-      const c = document.createElement('canvas');
-      c.width = 32;
-      c.height = 24;
-      const ctx = c.getContext('2d')!;
-      ctx.drawImage(v, 0, 0, c.width, c.height);
-      let hash = 0;
-      for (const b of ctx.getImageData(0, 0, c.width, c.height).data) hash = (hash * 31 + b) >>> 0;
-      seen.pictures.add(hash);
-      return frames >= seen.frames + 15 && v.currentTime > seen.time && seen.pictures.size >= 3;
-    },
-    user,
-  ).catch(async (err: Error) => {
-    throw new Error(`${err.message}\n${await callState(page, user)}`);
-  });
+  await videoPlays(page, user, `${user}'s video to play`, () => callState(page, user));
 }
 
 /** What a page knows of the call and of user's tile, for a failure's message. */
@@ -115,8 +77,8 @@ describe('video call demo', () => {
     const room = `call${Date.now()}`;
     const alice = await openCall('alice', room);
     const bob = await openCall('bob', room, PHONE);
-    await join(alice.page);
-    await join(bob.page);
+    await joinCall(alice.page);
+    await joinCall(bob.page);
 
     await sees(alice.page, 'bob');
     await sees(bob.page, 'alice');

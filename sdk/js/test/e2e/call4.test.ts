@@ -6,7 +6,8 @@
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HeraldServer } from '../helpers/server.js';
-import { DESKTOP, launch, pageErrors, pageWait } from './browser.js';
+import { launch, pageWait } from './browser.js';
+import { type CallWindow, joinCall, openCall, videoPlays } from './callpage.js';
 
 let server: HeraldServer;
 let browser: Browser;
@@ -21,50 +22,16 @@ afterAll(async () => {
   await server?.close();
 });
 
-type CallWindow = { demo?: { call?: { joined: boolean; full: boolean; errors: string[] } } };
 type Person = { name: string; page: Page; errors: Error[] };
 
 async function enter(name: string, room: string): Promise<Person> {
-  const context = await browser.newContext({ viewport: DESKTOP });
-  const page = await context.newPage();
-  const errors = pageErrors(page);
-  await page.goto(`${server.url}/call.html?name=${name}&relay=1#${room}`);
-  await page.locator('#join:not([disabled])').waitFor({ timeout: 15_000 });
-  await page.locator('#join').click();
-  await pageWait(page, 'joined', () => (window as unknown as CallWindow).demo?.call?.joined === true, null);
+  const { page, errors } = await openCall(browser, server.url, name, room);
+  await joinCall(page);
   return { name, page, errors };
 }
 
-/**
- * Waits until the video of user's tile plays on from now: its decoded
- * frame count grows by 15 over successive polls, its currentTime moves on
- * and at least three different pictures are drawn from it.
- */
 async function sees(p: Person, user: string): Promise<void> {
-  await p.page.evaluate((u) => delete (window as unknown as { watched?: Record<string, unknown> }).watched?.[u], user);
-  await pageWait(
-    p.page,
-    `${p.name} to see ${user}'s video play`,
-    (u: string) => {
-      const v = document.querySelector<HTMLVideoElement>(`.tile[data-user="${u}"] video`);
-      if (!v || v.videoWidth === 0) return false;
-      const w = window as unknown as { watched?: Record<string, { frames: number; time: number; pictures: Set<number> }> };
-      const frames = v.getVideoPlaybackQuality().totalVideoFrames;
-      const seen = ((w.watched ??= {})[u] ??= { frames, time: v.currentTime, pictures: new Set() });
-      const c = document.createElement('canvas');
-      c.width = 32;
-      c.height = 24;
-      const ctx = c.getContext('2d')!;
-      ctx.drawImage(v, 0, 0, c.width, c.height);
-      let hash = 0;
-      for (const b of ctx.getImageData(0, 0, c.width, c.height).data) hash = (hash * 31 + b) >>> 0;
-      seen.pictures.add(hash);
-      return frames >= seen.frames + 15 && v.currentTime > seen.time && seen.pictures.size >= 3;
-    },
-    user,
-  ).catch(async (err: Error) => {
-    throw new Error(`${err.message}\n${await peers(p.page)}`);
-  });
+  await videoPlays(p.page, user, `${p.name} to see ${user}'s video play`, () => peers(p.page));
 }
 
 /** The page's peer connections, for a failure's message. */
