@@ -4,6 +4,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HeraldServer } from '../helpers/server.js';
 import { DESKTOP, PHONE, launch, pageErrors, pageWait, screenshot } from './browser.js';
+import { chatMessage, say } from './chatpage.js';
 
 let server: HeraldServer;
 let browser: Browser;
@@ -28,15 +29,6 @@ async function openChat(name: string, room: string, viewport = DESKTOP): Promise
 
 function presenceOf(page: Page, user: string) {
   return page.locator(`#presence li[data-user="${user}"]`);
-}
-
-function messageFrom(page: Page, user: string, text: string) {
-  return page.locator(`#messages .message[data-user="${user}"] .text`, { hasText: text });
-}
-
-async function say(page: Page, text: string): Promise<void> {
-  await page.locator('#text').fill(text);
-  await page.locator('#send').click();
 }
 
 describe('chat demo', () => {
@@ -65,10 +57,10 @@ describe('chat demo', () => {
     await alice.page.locator('#text').fill('');
     await bob.page.locator('#text').fill('');
     await say(alice.page, 'hello bob');
-    await messageFrom(bob.page, 'alice', 'hello bob').waitFor({ timeout: 10_000 });
-    await messageFrom(alice.page, 'alice', 'hello bob').waitFor({ timeout: 10_000 });
+    await chatMessage(bob.page, 'alice', 'hello bob').waitFor({ timeout: 10_000 });
+    await chatMessage(alice.page, 'alice', 'hello bob').waitFor({ timeout: 10_000 });
     await say(bob.page, 'hi alice');
-    await messageFrom(alice.page, 'bob', 'hi alice').waitFor({ timeout: 10_000 });
+    await chatMessage(alice.page, 'bob', 'hi alice').waitFor({ timeout: 10_000 });
 
     const history = await server.api<{ publications: { data: { text?: string; typing?: boolean } }[] }>('history', {
       channel: `chat:${room}`,
@@ -79,7 +71,7 @@ describe('chat demo', () => {
 
     // Someone joining later gets the conversation from history, once each.
     const carol = await openChat('carol', room);
-    await messageFrom(carol.page, 'bob', 'hi alice').waitFor({ timeout: 20_000 });
+    await chatMessage(carol.page, 'bob', 'hi alice').waitFor({ timeout: 20_000 });
     await presenceOf(carol.page, 'alice').waitFor({ timeout: 10_000 });
     await presenceOf(alice.page, 'carol').waitFor({ timeout: 10_000 });
     expect(await carol.page.locator('#messages .message').count()).toBe(3);

@@ -5,6 +5,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HeraldServer } from '../helpers/server.js';
 import { DESKTOP, launch, pageErrors, pageWait, screenshot } from './browser.js';
+import { chatMessage, connectedOver, say } from './chatpage.js';
 
 let server: HeraldServer;
 let browser: Browser;
@@ -54,25 +55,8 @@ function shortUpgradeInterval(ms: number): void {
   });
 }
 
-function transportIs(page: Page, name: string): Promise<void> {
-  return pageWait(
-    page,
-    `the client to be connected over ${name}`,
-    (want: string) => {
-      const c = (window as unknown as DemoWindow).demo?.client;
-      return c?.transport === want && c.state === 'connected';
-    },
-    name,
-  );
-}
-
-async function say(page: Page, text: string): Promise<void> {
-  await page.locator('#text').fill(text);
-  await page.locator('#send').click();
-}
-
 async function sees(page: Page, user: string, text: string): Promise<void> {
-  await page.locator(`#messages .message[data-user="${user}"] .text`, { hasText: text }).waitFor({ timeout: 20_000 });
+  await chatMessage(page, user, text).waitFor({ timeout: 20_000 });
 }
 
 describe('transport fallback in the browser', () => {
@@ -81,7 +65,7 @@ describe('transport fallback in the browser', () => {
     const bobContext = await browser.newContext({ viewport: DESKTOP });
     const bob = await bobContext.newPage();
     await bob.goto(`${server.url}/chat.html?room=${room}&name=bob`);
-    await transportIs(bob, 'websocket');
+    await connectedOver(bob, 'websocket');
 
     const context = await browser.newContext({ viewport: DESKTOP });
     const blocked = { ws: true };
@@ -104,7 +88,7 @@ describe('transport fallback in the browser', () => {
     const errors = pageErrors(alice);
     await alice.goto(`${server.url}/chat.html?room=${room}&name=alice`);
 
-    await transportIs(alice, 'sse');
+    await connectedOver(alice, 'sse');
     expect(blockedWS.length).toBeGreaterThan(0);
     await alice.locator('#transport-badge', { hasText: 'sse' }).waitFor({ timeout: 5_000 });
     await say(alice, 'sent over sse');
@@ -123,7 +107,7 @@ describe('transport fallback in the browser', () => {
     await pageWait(alice, 'the client to notice it is offline', () => (window as unknown as DemoWindow).demo?.client?.state !== 'connected', null);
     await context.setOffline(false);
 
-    await transportIs(alice, 'longpoll');
+    await connectedOver(alice, 'longpoll');
     expect(blockedSSE).toBeGreaterThan(0);
     await alice.locator('#transport-badge', { hasText: 'longpoll' }).waitFor({ timeout: 5_000 });
     await say(alice, 'sent over long polling');
@@ -138,7 +122,7 @@ describe('transport fallback in the browser', () => {
     // it working and the page goes back to it, and chat still works both
     // ways.
     blocked.ws = false;
-    await transportIs(alice, 'websocket');
+    await connectedOver(alice, 'websocket');
     await alice.locator('#transport-badge', { hasText: 'websocket' }).waitFor({ timeout: 5_000 });
     await say(alice, 'sent over websocket again');
     await sees(bob, 'alice', 'sent over websocket again');

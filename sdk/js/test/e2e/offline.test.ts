@@ -7,6 +7,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HeraldServer } from '../helpers/server.js';
 import { DESKTOP, launch, pageErrors, pageWait } from './browser.js';
+import { chatMessage, connectedOver, say } from './chatpage.js';
 
 let server: HeraldServer;
 let browser: Browser;
@@ -26,27 +27,6 @@ type DemoWindow = { demo?: { client?: Client }; offlineSeen?: string[] };
 
 const TRANSPORT_PATH = /^\/(ws|sse|poll)$/;
 
-function connectedOver(page: Page, name: string): Promise<void> {
-  return pageWait(
-    page,
-    `the client to be connected over ${name}`,
-    (want: string) => {
-      const c = (window as unknown as DemoWindow).demo?.client;
-      return c?.transport === want && c.state === 'connected';
-    },
-    name,
-  );
-}
-
-async function say(page: Page, text: string): Promise<void> {
-  await page.locator('#text').fill(text);
-  await page.locator('#send').click();
-}
-
-function message(page: Page, user: string, text: string) {
-  return page.locator(`#messages .message[data-user="${user}"] .text`, { hasText: text });
-}
-
 describe('offline in the browser', () => {
   for (const transport of ['websocket', 'longpoll'] as const) {
     it(`over ${transport}: reports offline, sends nothing while offline, reconnects at once when online`, async () => {
@@ -62,7 +42,7 @@ describe('offline in the browser', () => {
       await alice.goto(`${server.url}/chat.html?room=${room}&name=alice${force}`);
       await connectedOver(alice, transport);
       await say(alice, 'before going offline');
-      await message(bob, 'alice', 'before going offline').waitFor({ timeout: 20_000 });
+      await chatMessage(bob, 'alice', 'before going offline').waitFor({ timeout: 20_000 });
 
       // Every request the page makes to the server once the client knows
       // it is offline (a transport's endpoint, or the token a reconnect
@@ -104,10 +84,10 @@ describe('offline in the browser', () => {
       // (wrongly) retry, falling back through every transport at once.
       for (const n of [1, 2, 3]) {
         await say(bob, `missed ${n}`);
-        await message(bob, 'bob', `missed ${n}`).waitFor({ timeout: 10_000 });
+        await chatMessage(bob, 'bob', `missed ${n}`).waitFor({ timeout: 10_000 });
       }
       expect(await alice.evaluate(() => (window as unknown as DemoWindow).demo!.client!.state)).toBe('connecting');
-      expect(await message(alice, 'bob', 'missed').count()).toBe(0);
+      expect(await chatMessage(alice, 'bob', 'missed').count()).toBe(0);
 
       offline = false;
       expect(whileOffline).toEqual([]);
@@ -130,12 +110,12 @@ describe('offline in the browser', () => {
       expect(afterOnline.length).toBeGreaterThan(0);
 
       // What bob said meanwhile comes back from history, once each.
-      for (const n of [1, 2, 3]) await message(alice, 'bob', `missed ${n}`).waitFor({ timeout: 10_000 });
+      for (const n of [1, 2, 3]) await chatMessage(alice, 'bob', `missed ${n}`).waitFor({ timeout: 10_000 });
       await say(alice, 'back online');
-      await message(bob, 'alice', 'back online').waitFor({ timeout: 10_000 });
+      await chatMessage(bob, 'alice', 'back online').waitFor({ timeout: 10_000 });
       // Alice's own message shows once the server echoes it to her, which
       // may be after bob's page has it.
-      await message(alice, 'alice', 'back online').waitFor({ timeout: 10_000 });
+      await chatMessage(alice, 'alice', 'back online').waitFor({ timeout: 10_000 });
       const offsets = await alice.locator('#messages .message').evaluateAll((els) => els.map((e) => e.getAttribute('data-offset')));
       expect(offsets.length).toBe(5);
       expect(new Set(offsets).size).toBe(5);
