@@ -126,15 +126,21 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if err := a.authorize(r); err != nil {
+	session, err := a.authorize(r)
+	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="herald-admin"`)
 		protocol.WriteHTTPError(w, err)
 		return
 	}
 	if r.URL.Path == AdminRefreshPath {
-		if requirePost(w, r) {
-			a.issue(w)
+		if !requirePost(w, r) {
+			return
 		}
+		if a.now().Sub(session.Login) > MaxAdminSession {
+			protocol.WriteHTTPError(w, protocol.ErrTokenExpired.With("admin session started more than %v ago: log in again", MaxAdminSession))
+			return
+		}
+		a.issue(w, session.Login)
 		return
 	}
 	route, ok := a.routes[strings.TrimPrefix(r.URL.Path, AdminPrefix)]
@@ -147,18 +153,19 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (a *Admin) authorize(r *http.Request) error {
+func (a *Admin) authorize(r *http.Request) (AdminSession, error) {
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !ok || !strings.EqualFold(scheme, "bearer") {
-		return protocol.ErrUnauthorized.With(`missing "Authorization: Bearer <admin session token>" header; POST %s to get one`, AdminLoginPath)
+		return AdminSession{}, protocol.ErrUnauthorized.With(`missing "Authorization: Bearer <admin session token>" header; POST %s to get one`, AdminLoginPath)
 	}
-	if _, err := a.tokens.Verify(strings.TrimSpace(token)); err != nil {
+	session, err := a.tokens.Verify(strings.TrimSpace(token))
+	if err != nil {
 		if pe := protocol.AsError(err); pe.Code == protocol.ErrTokenExpired.Code {
-			return pe
+			return AdminSession{}, pe
 		}
-		return protocol.ErrUnauthorized.With("invalid admin session token")
+		return AdminSession{}, protocol.ErrUnauthorized.With("invalid admin session token")
 	}
-	return nil
+	return session, nil
 }
 
 // loginRequest is the body of a login.
@@ -194,13 +201,14 @@ func (a *Admin) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.Info("admin logged in", "ip", ip)
-	a.issue(w)
+	a.issue(w, a.now())
 }
 
-// issue answers a fresh session token: for a login, or for a valid session
-// renewed before it expires, so that an open UI keeps working.
-func (a *Admin) issue(w http.ResponseWriter) {
-	token, err := a.tokens.mint(a.now())
+// issue answers a fresh session token for the session that logged in at
+// login: at the login itself, or renewing a valid token before it expires,
+// so that an open UI keeps working (up to MaxAdminSession).
+func (a *Admin) issue(w http.ResponseWriter, login time.Time) {
+	token, err := a.tokens.mint(a.now(), login)
 	if err != nil {
 		a.log.Error("admin session token not minted", "err", err)
 		protocol.WriteHTTPError(w, protocol.ErrInternal)

@@ -162,7 +162,7 @@ func TestAdminRefresh(t *testing.T) {
 	var res LoginResult
 	wantOK(t, refresh(old), &res)
 	exp, err := tokens.Verify(res.Token)
-	if err != nil || res.ExpiresIn != 3600 || exp.Sub(oldExp) < 45*time.Minute {
+	if err != nil || res.ExpiresIn != 3600 || exp.Expires.Sub(oldExp.Expires) < 45*time.Minute || !exp.Login.Equal(oldExp.Login) {
 		t.Fatalf("renewed %+v expiring %v (the old one %v): %v", res, exp, oldExp, err)
 	}
 	wantOK(t, adminCall(t, srv.URL, res.Token, "nodes", "{}"), &InfoResult{})
@@ -172,6 +172,12 @@ func TestAdminRefresh(t *testing.T) {
 	wantError(t, refresh(""), http.StatusUnauthorized, protocol.ErrUnauthorized.Code)
 	other := mustMint(t, testAdminTokens(t, strings.Repeat("x", 32), time.Hour), time.Now())
 	wantError(t, refresh(other), http.StatusUnauthorized, protocol.ErrUnauthorized.Code)
+	// A valid token of a session that logged in too long ago is not renewed.
+	stale, err := tokens.mint(time.Now(), time.Now().Add(-MaxAdminSession-time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, refresh(stale), http.StatusUnauthorized, protocol.ErrTokenExpired.Code)
 	req := mustRequest(t, http.MethodGet, srv.URL+AdminRefreshPath)
 	req.Header.Set("Authorization", "Bearer "+res.Token)
 	if r := do(t, req); r.status != http.StatusMethodNotAllowed {
@@ -234,7 +240,7 @@ func mustRequest(t *testing.T, method, url string) *http.Request {
 
 func mustMint(t *testing.T, a *AdminTokens, now time.Time) string {
 	t.Helper()
-	tok, err := a.mint(now)
+	tok, err := a.mint(now, now)
 	if err != nil {
 		t.Fatal(err)
 	}

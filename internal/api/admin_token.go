@@ -39,6 +39,19 @@ var ErrNotAdminToken = errors.New("not an admin session token")
 // NewAdminTokens is given no TTL.
 const DefaultAdminSessionTTL = time.Hour
 
+// MaxAdminSession is how long renewals may keep one login's session going:
+// past it, even a valid token is not renewed, and the UI asks for the
+// password again. A stolen token thus cannot be kept alive for ever.
+const MaxAdminSession = 12 * time.Hour
+
+// adminClaims are an admin session token's claims: the registered ones and
+// the time of the login the session started with (OpenID Connect's
+// "auth_time"), which renewals carry over.
+type adminClaims struct {
+	jwt.RegisteredClaims
+	AuthTime *jwt.NumericDate `json:"auth_time,omitempty"`
+}
+
 // AdminTokens mints and verifies admin session tokens. The server needs
 // them before the admin API exists: its connection token verifier takes
 // admin sessions too, so that the admin UI can connect.
@@ -72,27 +85,39 @@ func (a *AdminTokens) Rekey(secret []byte) error {
 	return nil
 }
 
-func (a *AdminTokens) mint(now time.Time) (string, error) {
+// mint signs a token valid from now for the session that logged in at
+// login.
+func (a *AdminTokens) mint(now, login time.Time) (string, error) {
 	id := make([]byte, 12)
 	if _, err := rand.Read(id); err != nil {
 		return "", err
 	}
-	claims := jwt.RegisteredClaims{
-		Subject:   adminSubject,
-		Audience:  jwt.ClaimStrings{AdminAudience},
-		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(now.Add(a.ttl)),
-		ID:        hex.EncodeToString(id),
+	claims := adminClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   adminSubject,
+			Audience:  jwt.ClaimStrings{AdminAudience},
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(a.ttl)),
+			ID:        hex.EncodeToString(id),
+		},
+		AuthTime: jwt.NewNumericDate(login),
 	}
 	return jwt.NewWithClaims(adminMethod, claims).SignedString(*a.secret.Load())
 }
 
-// Verify returns the expiry of a valid admin session token. A token not
+// AdminSession is what a valid admin session token says.
+type AdminSession struct {
+	// Expires is when the token stops being valid; Login, when the session
+	// it belongs to logged in.
+	Expires, Login time.Time
+}
+
+// Verify returns what a valid admin session token says. A token not
 // signed with the secret (or not with HS256) fails with ErrNotAdminToken
 // wrapped; a signed one that is expired with protocol.ErrTokenExpired, and
 // one whose claims are wrong otherwise with protocol.ErrUnauthorized.
-func (a *AdminTokens) Verify(token string) (time.Time, error) {
-	var claims jwt.RegisteredClaims
+func (a *AdminTokens) Verify(token string) (AdminSession, error) {
+	var claims adminClaims
 	secret := *a.secret.Load()
 	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return secret, nil },
 		jwt.WithValidMethods([]string{adminMethod.Alg()}),
@@ -104,14 +129,21 @@ func (a *AdminTokens) Verify(token string) (time.Time, error) {
 	switch {
 	case err == nil:
 	case errors.Is(err, jwt.ErrTokenMalformed), errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
-		return time.Time{}, fmt.Errorf("%w: %v", ErrNotAdminToken, err)
+		return AdminSession{}, fmt.Errorf("%w: %v", ErrNotAdminToken, err)
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return time.Time{}, protocol.ErrTokenExpired.With("admin session expired: log in again")
+		return AdminSession{}, protocol.ErrTokenExpired.With("admin session expired: log in again")
 	default:
-		return time.Time{}, protocol.ErrUnauthorized.With("admin session token: %v", err)
+		return AdminSession{}, protocol.ErrUnauthorized.With("admin session token: %v", err)
 	}
 	if claims.Subject != adminSubject {
-		return time.Time{}, protocol.ErrUnauthorized.With("admin session token: wrong subject")
+		return AdminSession{}, protocol.ErrUnauthorized.With("admin session token: wrong subject")
 	}
-	return claims.ExpiresAt.Time, nil
+	login := claims.AuthTime
+	if login == nil {
+		login = claims.IssuedAt
+	}
+	if login == nil {
+		return AdminSession{}, protocol.ErrUnauthorized.With("admin session token: no login time")
+	}
+	return AdminSession{Expires: claims.ExpiresAt.Time, Login: login.Time}, nil
 }

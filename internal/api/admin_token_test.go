@@ -17,7 +17,7 @@ func TestAdminTokens(t *testing.T) {
 	now := time.Now()
 	tok := mustMint(t, a, now)
 	exp, err := a.Verify(tok)
-	if err != nil || exp.Unix() != now.Add(time.Hour).Unix() {
+	if err != nil || exp.Expires.Unix() != now.Add(time.Hour).Unix() || exp.Login.Unix() != now.Unix() {
 		t.Fatalf("verify: %v, %v", exp, err)
 	}
 

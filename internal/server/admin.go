@@ -91,10 +91,10 @@ type adminVerifier struct {
 var _ node.TokenVerifier = adminVerifier{}
 
 func (v adminVerifier) VerifyConnection(ctx context.Context, token string) (node.Credentials, error) {
-	exp, err := v.admin.Verify(token)
+	session, err := v.admin.Verify(token)
 	switch {
 	case err == nil:
-		return node.Credentials{UserID: adminUser, ExpiresAt: exp, Channels: []string{AdminStatsChannel}, Reserved: true}, nil
+		return node.Credentials{UserID: adminUser, ExpiresAt: session.Expires, Channels: []string{AdminStatsChannel}, Reserved: true}, nil
 	case !errors.Is(err, api.ErrNotAdminToken):
 		return node.Credentials{}, err
 	case v.next == nil:
