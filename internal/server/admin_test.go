@@ -121,11 +121,7 @@ func TestAdminLiveStats(t *testing.T) {
 	wantStatus(t, "admin API with the session", res.StatusCode, http.StatusOK, nil)
 
 	dial := func() *cws.Conn {
-		ws, _, err := cws.Dial(ctx, "ws"+strings.TrimPrefix(r.url, "http")+"/ws", &cws.DialOptions{HTTPClient: r.client})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ws.CloseNow() })
+		ws := r.openWS(t, ctx, nil)
 		return ws
 	}
 	// An anonymous client is refused the stats channel.
@@ -286,11 +282,7 @@ func TestAdminAcrossRedisCluster(t *testing.T) {
 		}
 	}
 	dial := func(r *running, frames string) *cws.Conn {
-		ws, _, err := cws.Dial(ctx, "ws"+strings.TrimPrefix(r.url, "http")+"/ws", &cws.DialOptions{HTTPClient: r.client})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ws.CloseNow() })
+		ws := r.openWS(t, ctx, nil)
 		if err := ws.Write(ctx, cws.MessageText, []byte(frames)); err != nil {
 			t.Fatal(err)
 		}
@@ -380,11 +372,7 @@ func TestAdminUserIDGrantsNothing(t *testing.T) {
 	impostor := mint(t, auth.MintOptions{UserID: adminUser, TTL: time.Hour})
 
 	dial := func() *cws.Conn {
-		ws, _, err := cws.Dial(ctx, "ws"+strings.TrimPrefix(r.url, "http")+"/ws", &cws.DialOptions{HTTPClient: r.client})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ws.CloseNow() })
+		ws := r.openWS(t, ctx, nil)
 		return ws
 	}
 	// Sends one command and returns its error code, nil for a success.

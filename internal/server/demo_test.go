@@ -35,11 +35,7 @@ func TestDemoTokens(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ws, _, err := cws.Dial(ctx, "ws"+strings.TrimPrefix(r.url, "http")+"/ws", &cws.DialOptions{HTTPClient: r.client})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
+	ws := r.openWS(t, ctx, nil)
 	connect := `{"id":1,"method":"connect","params":{"token":` + string(mustJSON(t, minted.Token)) + `}}` + "\n" +
 		`{"id":2,"method":"subscribe","params":{"channel":"chat:demo"}}` + "\n" +
 		`{"id":3,"method":"presence","params":{"channel":"chat:demo"}}`

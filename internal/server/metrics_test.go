@@ -258,11 +258,7 @@ func TestMetricsWebSocket(t *testing.T) {
 	r := start(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	ws, _, err := cws.Dial(ctx, "ws"+strings.TrimPrefix(r.url, "http")+"/ws", &cws.DialOptions{HTTPClient: r.client})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
+	ws := r.openWS(t, ctx, nil)
 	for _, cmd := range []string{`{"id":1,"method":"connect","params":{}}`, `{"id":2,"method":"subscribe","params":{"channel":"metrics:ws"}}`} {
 		if err := ws.Write(ctx, cws.MessageText, []byte(cmd)); err != nil {
 			t.Fatal(err)

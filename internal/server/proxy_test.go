@@ -114,11 +114,7 @@ func proxyConfig(b *proxyBackend) Config {
 func dialWS(t *testing.T, ctx context.Context, r *running, cookie string) *cws.Conn {
 	t.Helper()
 	h := http.Header{"Cookie": {cookie}, "X-App": {"app-1"}, "X-Secret": {"not forwarded"}}
-	ws, _, err := cws.Dial(ctx, "ws"+strings.TrimPrefix(r.url, "http")+"/ws", &cws.DialOptions{HTTPClient: r.client, HTTPHeader: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ws.CloseNow() })
+	ws := r.openWS(t, ctx, h)
 	wsSend(t, ctx, ws, `{"id":1,"method":"connect","params":{"data":{"hello":1}}}`)
 	return ws
 }

@@ -231,6 +231,18 @@ func sseEvent(t *testing.T, br *bufio.Reader, want string) string {
 	}
 }
 
+// openWS opens a WebSocket to the server with header, closed when the test
+// ends.
+func (r *running) openWS(t *testing.T, ctx context.Context, header http.Header) *cws.Conn {
+	t.Helper()
+	ws, _, err := cws.Dial(ctx, "ws"+strings.TrimPrefix(r.url, "http")+"/ws", &cws.DialOptions{HTTPClient: r.client, HTTPHeader: header})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.CloseNow() })
+	return ws
+}
+
 // wsRead reads frames until one holds a message matching want, and returns it.
 func wsRead(t *testing.T, ctx context.Context, c *cws.Conn, want func(map[string]any) bool) map[string]any {
 	t.Helper()
@@ -313,11 +325,7 @@ func TestClientsAndShutdown(t *testing.T) {
 	sse := bufio.NewReader(res.Body)
 	sseEvent(t, sse, "subscribed")
 
-	ws, _, err := cws.Dial(ctx, "ws"+strings.TrimPrefix(r.url, "http")+"/ws", &cws.DialOptions{HTTPClient: r.client})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
+	ws := r.openWS(t, ctx, nil)
 	send := func(s string) {
 		if err := ws.Write(ctx, cws.MessageText, []byte(s)); err != nil {
 			t.Fatal(err)

@@ -70,18 +70,12 @@ func TestWebhooksEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
-	ws, _, err := cws.Dial(ctx, "ws"+strings.TrimPrefix(r.url, "http")+"/ws", &cws.DialOptions{HTTPClient: r.client})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
+	ws := r.openWS(t, ctx, nil)
 	send := func(s string) {
 		if err := ws.Write(ctx, cws.MessageText, []byte(s)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// One command at a time: wsRead drops what follows the reply it wants
-	// in the same message.
 	send(`{"id":1,"method":"connect","params":{}}`)
 	connected := wsRead(t, ctx, ws, func(m map[string]any) bool { return m["id"] == 1.0 })
 	client := connected["result"].(map[string]any)["client"].(string)
