@@ -111,8 +111,7 @@ func publishChannels(n int, publish func(channel int)) {
 // engine) without letting one call occupy the engine.
 const publishParallelism = 8
 
-// slowPublish is how long publishing one channel's share of a batch may
-// take before the batch spreads over helper goroutines: far above an
-// in-memory publish (a few microseconds), far below a disk sync or a
-// broker round trip.
+// slowPublish is how long publishing one channel's share of a call may take
+// before publishChannels starts helpers: far above an in-memory publish (a
+// few microseconds), far below a disk sync or a broker round trip.
 const slowPublish = 100 * time.Microsecond
