@@ -96,9 +96,10 @@ func (cs *channelSubscribers) find(s subscriber) int {
 	return -1
 }
 
-func (cs *channelSubscribers) add(s subscriber) {
+// add appends s unless the list has it, reporting whether it was added.
+func (cs *channelSubscribers) add(s subscriber) bool {
 	if cs.find(s) >= 0 {
-		return
+		return false
 	}
 	cs.list = append(cs.list, s)
 	switch {
@@ -110,6 +111,7 @@ func (cs *channelSubscribers) add(s subscriber) {
 			cs.index[x] = i
 		}
 	}
+	return true
 }
 
 // remove takes s out of the list and reports whether it was there.
@@ -157,13 +159,11 @@ func (h *hub) add(ctx context.Context, channel string, s subscriber) error {
 		cs = &channelSubscribers{}
 		sh.channels[channel] = cs
 	}
-	_, session := s.(*subscription)
 	occupied := false
-	if session && cs.find(s) < 0 {
+	if _, session := s.(*subscription); cs.add(s) && session {
 		occupied = cs.sessions == 0
 		cs.sessions++
 	}
-	cs.add(s)
 	sh.mu.Unlock()
 	if !ok {
 		if err := h.engine.Subscribe(ctx, channel); err != nil {
