@@ -221,17 +221,25 @@ func (w *Webhooks) drain(batch *[]node.Event) {
 
 // write appends events to the outbox in one synced write, first an overflow
 // event if some were refused since the last one. Events beyond the bounds
-// are refused.
+// are refused, and so is every event while the overflow event itself does
+// not fit: no event may pass a gap silently, and the bounds hold for
+// overflow events too.
 func (w *Webhooks) write(events []node.Event) {
 	b := w.outbox.begin()
 	id := w.outbox.id
-	var refused, gap uint64
+	// unreported is the gap not yet written as an overflow event; gap, the
+	// part written in this batch.
+	var refused, gap, unreported uint64
 	for i := range events {
-		if g := w.gap.Swap(0); g > 0 {
-			gap += g
-			// The overflow event goes in first, bounds or not: it is small,
-			// and a gap must never pass silently.
-			b.put(encodeOverflow(id, b.seq, g, time.Now()))
+		if unreported += w.gap.Swap(0); unreported > 0 {
+			v := encodeOverflow(id, b.seq, unreported, time.Now())
+			if !b.fits(len(v)) {
+				refused++
+				continue
+			}
+			b.put(v)
+			gap += unreported
+			unreported = 0
 		}
 		v := encodeEntry(id, b.seq, &events[i])
 		if !b.fits(len(v)) {
@@ -240,6 +248,7 @@ func (w *Webhooks) write(events []node.Event) {
 		}
 		b.put(v)
 	}
+	w.gap.Add(unreported)
 	if refused > 0 {
 		w.refuse(refused)
 		w.cfg.Logger.Warn("webhook outbox full: events refused", "refused", refused, "max_events", w.cfg.MaxEvents, "max_bytes", w.cfg.MaxBytes)

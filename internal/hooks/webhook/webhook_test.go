@@ -383,6 +383,28 @@ func TestOverflow(t *testing.T) {
 	}
 }
 
+// A full outbox stays within its bound however many writes refuse events:
+// the overflow event waits for room like any other.
+func TestOverflowKeepsBound(t *testing.T) {
+	r := newReceiver(t, 0)
+	r.down.Store(true)
+	cfg := fastConfig("", Endpoint{URL: r.url(), Secret: testSecret})
+	cfg.MaxEvents = 3
+	w := startWebhooks(t, cfg)
+	const n = 10
+	for i := range n {
+		// One write per event, so each refusal is seen by a later write.
+		w.Emit(publishEvent("ch", uint64(i+1)))
+		testkit.WaitFor(t, 5*time.Second, "the event queued or refused", func() bool {
+			st := w.Stats()
+			return len(w.in) == 0 && st.Depth+int(st.Dropped) >= i+1
+		})
+	}
+	if st := w.Stats(); st.Depth > cfg.MaxEvents || st.Dropped != n-uint64(cfg.MaxEvents) {
+		t.Fatalf("stats %+v with max_events %d after %d events", st, cfg.MaxEvents, n)
+	}
+}
+
 func TestNewRefusesBadEndpoints(t *testing.T) {
 	for _, e := range []Endpoint{
 		{URL: "ftp://x", Secret: testSecret},
