@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/heraldrt/herald/internal/protocol"
@@ -86,15 +87,11 @@ func (n *Node) clientRPC(ctx context.Context, s *Session, cred Credentials, req 
 	if err != nil {
 		return protocol.RPCResult{}, n.proxyFailure("rpc", err, protocol.ErrPermissionDenied)
 	}
-	if len(res.Data) > 0 {
-		// The reply embeds the backend's data unchanged, so it must be JSON
-		// without raw newlines, which would split the reply frame.
-		data, err := protocol.NormalizeData(res.Data)
-		if err != nil {
-			n.log.Warn("rpc backend returned data that is not JSON", "method", truncate(req.Method, 64))
-			return protocol.RPCResult{}, protocol.ErrBackendUnavailable.With("rpc: the backend's answer is not JSON")
-		}
-		res.Data = data
+	// The reply's encoding compacts the data (protocol.Marshal), but would
+	// fail on data that is not JSON: check it here to answer 118, not 100.
+	if len(res.Data) > 0 && !json.Valid(res.Data) {
+		n.log.Warn("rpc backend returned data that is not JSON", "method", truncate(req.Method, 64))
+		return protocol.RPCResult{}, protocol.ErrBackendUnavailable.With("rpc: the backend's answer is not JSON")
 	}
 	return protocol.RPCResult{Data: res.Data}, nil
 }
