@@ -100,6 +100,23 @@ func (f ConnectionFilter) matches(s *Session) bool {
 	return true
 }
 
+// matchingSessions returns this node's sessions matching f's user and
+// client (not its channel), looking a client up by id rather than scanning
+// every session.
+func (n *Node) matchingSessions(f ConnectionFilter) []*Session {
+	if f.Client != "" {
+		if s := n.sessions.get(f.Client); s != nil && f.matches(s) {
+			return []*Session{s}
+		}
+		return nil
+	}
+	all := n.sessions.all()
+	if f.User == "" {
+		return all
+	}
+	return slices.DeleteFunc(all, func(s *Session) bool { return !f.matches(s) })
+}
+
 // cluster is this node's view of its peers and its surveys in flight.
 type cluster struct {
 	mu      sync.Mutex
@@ -297,10 +314,8 @@ func (n *Node) disconnectLocal(f ConnectionFilter, reconnect bool) {
 	if reconnect {
 		d = protocol.DisconnectForced
 	}
-	for _, s := range n.sessions.all() {
-		if f.matches(s) {
-			s.Close(d)
-		}
+	for _, s := range n.matchingSessions(f) {
+		s.Close(d)
 	}
 }
 
@@ -310,10 +325,7 @@ func (n *Node) disconnectLocal(f ConnectionFilter, reconnect bool) {
 func (n *Node) localConnections(f ConnectionFilter) ([]ConnectionInfo, bool) {
 	var out []ConnectionInfo
 	size := 0 // roughly, the listing's JSON bytes
-	for _, s := range n.sessions.all() {
-		if !f.matches(s) {
-			continue
-		}
+	for _, s := range n.matchingSessions(f) {
 		s.mu.Lock()
 		if s.state != stateConnected {
 			s.mu.Unlock()

@@ -45,10 +45,7 @@ func (n *Node) unsubscribeLocal(m controlMessage) {
 		return
 	}
 	var targets []*Session
-	for _, s := range n.sessions.all() {
-		if !f.matches(s) {
-			continue
-		}
+	for _, s := range n.matchingSessions(f) {
 		s.mu.Lock()
 		subscribed := s.subs.get(m.Channel) != nil
 		s.mu.Unlock()
