@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,11 @@ type metrics struct {
 	slowConsumers *prometheus.CounterVec
 	disconnects   *prometheus.CounterVec
 	authFailures  *prometheus.CounterVec
+	// transports holds each transport's series of framesOut, framesIn and
+	// delivery (*transportMetrics by name): Received and Flushed run per
+	// frame and per write, and a vec's lookup hashes the labels and takes
+	// a lock shared by every connection.
+	transports sync.Map
 	// stats and history read the node; set once the node exists, before
 	// serving.
 	stats   func() node.Stats
@@ -114,14 +120,33 @@ func (m *metrics) EngineCall(op string, took time.Duration, err error) {
 
 func (m *metrics) FannedOut(took time.Duration) { m.fanout.Observe(took.Seconds()) }
 
+// transportMetrics are one transport's series.
+type transportMetrics struct {
+	framesOut, framesIn prometheus.Counter
+	delivery            prometheus.Observer
+}
+
+func (m *metrics) transport(name string) *transportMetrics {
+	if t, ok := m.transports.Load(name); ok {
+		return t.(*transportMetrics)
+	}
+	t, _ := m.transports.LoadOrStore(name, &transportMetrics{
+		framesOut: m.framesOut.WithLabelValues(name),
+		framesIn:  m.framesIn.WithLabelValues(name),
+		delivery:  m.delivery.WithLabelValues(name),
+	})
+	return t.(*transportMetrics)
+}
+
 func (m *metrics) Flushed(transport string, frames int, latency time.Duration) {
-	m.framesOut.WithLabelValues(transport).Add(float64(frames))
+	t := m.transport(transport)
+	t.framesOut.Add(float64(frames))
 	if latency >= 0 {
-		m.delivery.WithLabelValues(transport).Observe(latency.Seconds())
+		t.delivery.Observe(latency.Seconds())
 	}
 }
 
-func (m *metrics) Received(transport string) { m.framesIn.WithLabelValues(transport).Inc() }
+func (m *metrics) Received(transport string) { m.transport(transport).framesIn.Inc() }
 
 func (m *metrics) Dropped(transport, reason string, frames int) {
 	m.dropped.WithLabelValues(transport, reason).Add(float64(frames))
