@@ -22,8 +22,9 @@ type endpoint struct {
 	url    string
 	secret []byte
 	filter filter
-	// cursor is the next sequence the endpoint has not acknowledged.
-	cursor uint64
+	// cursor is the next sequence the endpoint has not acknowledged; only
+	// its own loop writes it, the other endpoints' loops read it to trim.
+	cursor atomic.Uint64
 	wakeCh chan struct{}
 
 	delivered, failed atomic.Uint64
@@ -34,7 +35,9 @@ func newEndpoint(w *Webhooks, e Endpoint, f filter) (*endpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("webhook: outbox: %w", err)
 	}
-	return &endpoint{w: w, url: e.URL, secret: []byte(e.Secret), filter: f, cursor: c, wakeCh: make(chan struct{}, 1)}, nil
+	ep := &endpoint{w: w, url: e.URL, secret: []byte(e.Secret), filter: f, wakeCh: make(chan struct{}, 1)}
+	ep.cursor.Store(c)
+	return ep, nil
 }
 
 // wake tells the loop that the outbox has new entries.
@@ -119,12 +122,13 @@ func (ep *endpoint) run(ctx context.Context) {
 // Entries its filter skips advance the cursor.
 func (ep *endpoint) next() (*pending, error) {
 	cfg := &ep.w.cfg
-	entries, after, err := ep.w.outbox.read(ep.cursor, cfg.BatchSize, cfg.BatchBytes, ep.keep)
+	cursor := ep.cursor.Load()
+	entries, after, err := ep.w.outbox.read(cursor, cfg.BatchSize, cfg.BatchBytes, ep.keep)
 	if err != nil {
 		return nil, err
 	}
 	if len(entries) == 0 {
-		if after > ep.cursor {
+		if after > cursor {
 			ep.advance(after)
 		}
 		return nil, nil
@@ -144,26 +148,17 @@ func (ep *endpoint) next() (*pending, error) {
 
 // advance records the endpoint's progress and trims what every endpoint has.
 func (ep *endpoint) advance(next uint64) {
-	ep.cursor = next
+	ep.cursor.Store(next)
 	if err := ep.w.outbox.setCursor(ep.url, next); err != nil {
 		ep.w.cfg.Logger.Warn("webhook cursor not saved; events may be sent again", "url", ep.url, "err", err)
 	}
 	low := next
 	for _, other := range ep.w.endpoints {
-		low = min(low, other.acked())
+		low = min(low, other.cursor.Load())
 	}
 	if err := ep.w.outbox.trim(low); err != nil {
 		ep.w.cfg.Logger.Warn("webhook outbox trim failed", "err", err)
 	}
-}
-
-// acked is the endpoint's cursor as other endpoints' loops read it.
-func (ep *endpoint) acked() uint64 {
-	c, err := ep.w.outbox.cursor(ep.url)
-	if err != nil {
-		return 0
-	}
-	return c
 }
 
 // post sends one batch; any answer but a 2xx is a failure.
