@@ -296,12 +296,19 @@ func (n *Node) Disconnect(ctx context.Context, f ConnectionFilter, reconnect boo
 	if f.User == "" && f.Client == "" {
 		return protocol.ErrBadRequest.With("user or client required")
 	}
-	data, err := json.Marshal(controlMessage{Type: controlDisconnect, From: n.id, User: f.User, Client: f.Client, Reconnect: reconnect})
+	return n.broadcastControl(ctx, controlMessage{Type: controlDisconnect, User: f.User, Client: f.Client, Reconnect: reconnect})
+}
+
+// broadcastControl sends m to every node, this one included, and reports
+// the engine's failure to the caller, unlike sendControl.
+func (n *Node) broadcastControl(ctx context.Context, m controlMessage) error {
+	m.From = n.id
+	data, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
 	if err := n.engine.PublishControl(ctx, data, ""); err != nil {
-		return n.engineError("disconnect", err)
+		return n.engineError(m.Type, err)
 	}
 	return nil
 }
@@ -421,15 +428,11 @@ func (n *Node) runSurvey(ctx context.Context, q controlMessage, onReply func(con
 		delete(n.cluster.surveys, id)
 		n.cluster.mu.Unlock()
 	}()
-	q.Type, q.From, q.SurveyID = controlSurvey, n.id, id
-	data, err := json.Marshal(q)
-	if err != nil {
-		return nil, err
-	}
+	q.Type, q.SurveyID = controlSurvey, id
 	// Sent to every node: the engines have no multicast, and a node ignores
 	// its own surveys.
-	if err := n.engine.PublishControl(ctx, data, ""); err != nil {
-		return nil, n.engineError("survey", err)
+	if err := n.broadcastControl(ctx, q); err != nil {
+		return nil, err
 	}
 	select {
 	case <-sv.done:

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 
 	"github.com/heraldrt/herald/internal/protocol"
 )
@@ -26,14 +25,7 @@ func (n *Node) Unsubscribe(ctx context.Context, f ConnectionFilter, channel stri
 	if !protocol.ValidChannel(channel) {
 		return protocol.ErrInvalidChannel.With("%q", truncate(channel, 64))
 	}
-	data, err := json.Marshal(controlMessage{Type: controlUnsubscribe, From: n.id, User: f.User, Client: f.Client, Channel: channel})
-	if err != nil {
-		return err
-	}
-	if err := n.engine.PublishControl(ctx, data, ""); err != nil {
-		return n.engineError("unsubscribe", err)
-	}
-	return nil
+	return n.broadcastControl(ctx, controlMessage{Type: controlUnsubscribe, User: f.User, Client: f.Client, Channel: channel})
 }
 
 // unsubscribeLocal carries out an unsubscribe control message on this
