@@ -2,7 +2,6 @@ package server
 
 import (
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -36,7 +35,7 @@ func (c *ProxyConfig) validate(bad func(key, format string, args ...any), namesp
 		if u == "" {
 			continue
 		}
-		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		if !proxy.ValidEndpoint(u) {
 			bad("proxy."+key, "%q is not an http or https URL", u)
 		}
 	}

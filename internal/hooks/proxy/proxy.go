@@ -73,7 +73,7 @@ func New(cfg Config) (*Proxy, error) {
 		if u == "" {
 			continue
 		}
-		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		if !ValidEndpoint(u) {
 			return nil, fmt.Errorf("proxy: %s endpoint %q is not an http or https URL", name, u)
 		}
 	}
@@ -115,6 +115,13 @@ func New(cfg Config) (*Proxy, error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return p, nil
+}
+
+// ValidEndpoint reports whether New accepts u as an endpoint: an absolute
+// http or https URL.
+func ValidEndpoint(u string) bool {
+	p, err := url.Parse(u)
+	return err == nil && (p.Scheme == "http" || p.Scheme == "https") && p.Host != ""
 }
 
 // Proxies returns the node's view of the configured endpoints.
