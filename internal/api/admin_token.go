@@ -30,7 +30,7 @@ const MinAdminSecret = 32
 // accepted with: pinning it keeps "alg" in the token from choosing.
 var adminMethod = jwt.SigningMethodHS256
 
-// ErrNotAdminToken is VerifyAdminToken's answer for a token that was not
+// ErrNotAdminToken is AdminTokens.Verify's answer for a token that was not
 // signed with the admin secret at all (as opposed to an admin token that
 // expired), so callers can try it as another kind of token.
 var ErrNotAdminToken = errors.New("not an admin session token")
@@ -138,12 +138,8 @@ func (a *AdminTokens) Verify(token string) (AdminSession, error) {
 	if claims.Subject != adminSubject {
 		return AdminSession{}, protocol.ErrUnauthorized.With("admin session token: wrong subject")
 	}
-	login := claims.AuthTime
-	if login == nil {
-		login = claims.IssuedAt
+	if claims.AuthTime == nil {
+		return AdminSession{}, protocol.ErrUnauthorized.With("admin session token: no auth_time")
 	}
-	if login == nil {
-		return AdminSession{}, protocol.ErrUnauthorized.With("admin session token: no login time")
-	}
-	return AdminSession{Expires: claims.ExpiresAt.Time, Login: login.Time}, nil
+	return AdminSession{Expires: claims.ExpiresAt.Time, Login: claims.AuthTime.Time}, nil
 }

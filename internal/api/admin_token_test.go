@@ -52,6 +52,8 @@ func TestAdminTokens(t *testing.T) {
 		"other sub":    {"sub": "alice", "aud": AdminAudience, "exp": now.Add(time.Minute).Unix()},
 		"future iat":   {"sub": adminSubject, "aud": AdminAudience, "iat": now.Add(time.Hour).Unix(), "exp": now.Add(2 * time.Hour).Unix()},
 		"connect-like": {"sub": "alice", "exp": now.Add(time.Minute).Unix()},
+		// Without the login time a session could be renewed for ever.
+		"no auth_time": valid(),
 	}
 	for name, claims := range wrong {
 		if _, err := a.Verify(sign(jwt.SigningMethodHS256, claims)); protocol.AsError(err).Code != protocol.ErrUnauthorized.Code {
