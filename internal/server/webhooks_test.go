@@ -260,11 +260,7 @@ func TestWebhooksAcrossNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for _, n := range nodes {
-		ws, _, err := cws.Dial(ctx, "ws"+strings.TrimPrefix(n.url, "http")+"/ws", &cws.DialOptions{HTTPClient: n.client})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ws.CloseNow()
+		ws := n.openWS(t, ctx, nil)
 		for i, cmd := range []string{`{"id":1,"method":"connect","params":{}}`, `{"id":2,"method":"subscribe","params":{"channel":"chat:both"}}`} {
 			if err := ws.Write(ctx, cws.MessageText, []byte(cmd)); err != nil {
 				t.Fatal(err)
