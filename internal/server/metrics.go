@@ -37,6 +37,10 @@ type metrics struct {
 	// frame and per write, and a vec's lookup hashes the labels and takes
 	// a lock shared by every connection.
 	transports sync.Map
+	// engineOps holds each engine operation's series, for the ok and the
+	// error result ([2]prometheus.Observer by op), for the same reason:
+	// EngineCall runs per engine call.
+	engineOps sync.Map
 	// stats and history read the node; set once the node exists, before
 	// serving.
 	stats   func() node.Stats
@@ -111,11 +115,18 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) EngineCall(op string, took time.Duration, err error) {
-	result := "ok"
-	if err != nil {
-		result = "error"
+	o, ok := m.engineOps.Load(op)
+	if !ok {
+		o, _ = m.engineOps.LoadOrStore(op, &[2]prometheus.Observer{
+			m.engine.WithLabelValues(op, "ok"),
+			m.engine.WithLabelValues(op, "error"),
+		})
 	}
-	m.engine.WithLabelValues(op, result).Observe(took.Seconds())
+	result := 0
+	if err != nil {
+		result = 1
+	}
+	o.(*[2]prometheus.Observer)[result].Observe(took.Seconds())
 }
 
 func (m *metrics) FannedOut(took time.Duration) { m.fanout.Observe(took.Seconds()) }
