@@ -186,7 +186,7 @@ func TestAdminRefresh(t *testing.T) {
 }
 
 // Without a filter the connections method lists every connection, at most
-// maxSurveyConnections per node, and says when a node had more.
+// node.MaxListedConnections per node, and says when a node had more.
 func TestAdminConnectionsUnfiltered(t *testing.T) {
 	srv, n := adminServer(t, AdminConfig{})
 	token := adminToken(t, srv.URL)

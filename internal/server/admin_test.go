@@ -120,10 +120,7 @@ func TestAdminLiveStats(t *testing.T) {
 	res.Body.Close()
 	wantStatus(t, "admin API with the session", res.StatusCode, http.StatusOK, nil)
 
-	dial := func() *cws.Conn {
-		ws := r.openWS(t, ctx, nil)
-		return ws
-	}
+	dial := func() *cws.Conn { return r.openWS(t, ctx, nil) }
 	// An anonymous client is refused the stats channel.
 	other := dial()
 	if err := other.Write(ctx, cws.MessageText, []byte(`{"id":1,"method":"connect","params":{}}`+"\n"+
@@ -371,10 +368,7 @@ func TestAdminUserIDGrantsNothing(t *testing.T) {
 	defer cancel()
 	impostor := mint(t, auth.MintOptions{UserID: adminUser, TTL: time.Hour})
 
-	dial := func() *cws.Conn {
-		ws := r.openWS(t, ctx, nil)
-		return ws
-	}
+	dial := func() *cws.Conn { return r.openWS(t, ctx, nil) }
 	// Sends one command and returns its error code, nil for a success.
 	call := func(ws *cws.Conn, id float64, cmd string) any {
 		if err := ws.Write(ctx, cws.MessageText, []byte(cmd)); err != nil {
