@@ -52,6 +52,11 @@ const (
 	CodeConnectFirst      uint32 = 115
 	CodeShuttingDown      uint32 = 116 // the server is draining; the client reconnects
 	CodeNoRecipient       uint32 = 117 // a signal's recipient is not in the room
+	// CodeBackendUnavailable: the application's backend, which the server
+	// asks for RPCs and, when so configured, to authenticate clients, did
+	// not answer; retrying later may succeed. Codes from 1000 to 1999 are
+	// the backend's own refusals, passed through unchanged.
+	CodeBackendUnavailable uint32 = 118
 )
 
 // temporary reports whether a command failing with code may succeed if

@@ -7,12 +7,6 @@ import (
 	"github.com/heraldrt/herald/internal/protocol"
 )
 
-// CodeBackendUnavailable: the application's backend, which the server asks
-// for RPCs and, when so configured, to authenticate clients, did not
-// answer; retrying later may succeed. Codes from 1000 to 1999 are the
-// backend's own refusals, passed through unchanged.
-const CodeBackendUnavailable uint32 = 118
-
 // RPC calls method on the application's backend through the server's RPC
 // proxy and returns the backend's data, which may be nil. data, when not
 // nil, must be a JSON value. On WebSocket it travels over the connection
