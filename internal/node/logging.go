@@ -12,12 +12,17 @@ func (s *Session) logger() *slog.Logger {
 		return l
 	}
 	var user string
-	if u := s.logUser.Load(); u != nil {
+	u := s.logUser.Load()
+	if u != nil {
 		user = *u
 	}
 	l := s.n.log.With("client", s.id, "user", user, "transport", s.t.Name())
-	s.log.CompareAndSwap(nil, l)
-	return s.log.Load()
+	if s.log.CompareAndSwap(nil, l) && s.logUser.Load() != u {
+		// setLogUser ran meanwhile: l names the previous user, so it must
+		// not be kept, though it serves this one line.
+		s.log.CompareAndSwap(l, nil)
+	}
+	return l
 }
 
 // setLogUser records the user the session's log lines name, and drops a

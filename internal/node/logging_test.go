@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -67,6 +68,39 @@ func TestSessionLoggerFollowsTheConnectingUser(t *testing.T) {
 	p.s.logger().Info("after")
 	lines := buf.lines(t)
 	if len(lines) != 2 || lines[0]["user"] != "" || lines[1]["user"] != "bob" {
+		t.Fatalf("lines: %v", lines)
+	}
+}
+
+// A user set while another goroutine builds the logger is not lost to a
+// logger built for the previous user, and logger never returns nil.
+func TestSessionLoggerRacingSetLogUser(t *testing.T) {
+	var buf syncBuffer
+	n := newTestNode(t, Config{Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
+	p := openSession(t, n, SessionOptions{Bidirectional: true})
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				if p.s.logger() == nil {
+					t.Error("logger returned nil")
+					return
+				}
+			}
+		}
+	})
+	for i := range 1000 {
+		p.s.setLogUser(fmt.Sprint("user", i))
+	}
+	close(stop)
+	wg.Wait()
+	p.s.logger().Info("last")
+	lines := buf.lines(t)
+	if len(lines) != 1 || lines[0]["user"] != "user999" {
 		t.Fatalf("lines: %v", lines)
 	}
 }
