@@ -441,25 +441,30 @@
   function loadConnections() {
     var filter = { user: $('conn-user').value.trim(), channel: $('conn-channel').value.trim(), client: $('conn-client').value.trim() };
     Object.keys(filter).forEach(function (k) { if (!filter[k]) delete filter[k]; });
-    return call('connections', filter).then(function (r) {
-      var list = r.connections || [];
-      fill($('conn-list'), list.map(function (c) {
-        var row = el('tr', { class: 'pick', 'data-client': c.client, tabindex: '0' },
-          el('td', {}, el('code', { text: c.client })),
-          el('td', { text: c.user || '(anonymous)' }),
-          el('td', { text: c.transport }),
-          el('td', {}, el('code', { text: c.node })));
-        var open = function () { inspect(c); };
-        row.addEventListener('click', open);
-        row.addEventListener('keydown', function (e) { if (e.key === 'Enter') open(); });
-        return row;
-      }), 'no matching connections', 4);
-      var note = list.length + ' connection' + (list.length === 1 ? '' : 's');
-      if (r.truncated) note += ' shown; some nodes have more and listed only part of theirs: filter to narrow';
-      if (r.missing_nodes && r.missing_nodes.length) note += '; no answer from ' + r.missing_nodes.join(', ');
-      $('conn-note').textContent = note;
-      if (inspected && !list.some(function (c) { return c.client === inspected.client; })) $('conn-detail').hidden = true;
-    }).catch(function (e) { $('conn-note').textContent = errText(e); });
+    return call('connections', filter).then(renderConnections).catch(function (e) { $('conn-note').textContent = errText(e); });
+  }
+
+  var listed = null; // the last connections answer, as rendered
+
+  function renderConnections(r) {
+    listed = r;
+    var list = r.connections || [];
+    fill($('conn-list'), list.map(function (c) {
+      var row = el('tr', { class: 'pick', 'data-client': c.client, tabindex: '0' },
+        el('td', {}, el('code', { text: c.client })),
+        el('td', { text: c.user || '(anonymous)' }),
+        el('td', { text: c.transport }),
+        el('td', {}, el('code', { text: c.node })));
+      var open = function () { inspect(c); };
+      row.addEventListener('click', open);
+      row.addEventListener('keydown', function (e) { if (e.key === 'Enter') open(); });
+      return row;
+    }), 'no matching connections', 4);
+    var note = list.length + ' connection' + (list.length === 1 ? '' : 's');
+    if (r.truncated) note += ' shown; some nodes have more and listed only part of theirs: filter to narrow';
+    if (r.missing_nodes && r.missing_nodes.length) note += '; no answer from ' + r.missing_nodes.join(', ');
+    $('conn-note').textContent = note;
+    if (inspected && !list.some(function (c) { return c.client === inspected.client; })) $('conn-detail').hidden = true;
   }
 
   $('conn-form').addEventListener('submit', function (ev) {
@@ -503,7 +508,12 @@
     var id = inspected.client;
     call('disconnect', { client: id }).then(function () {
       $('cd-result').textContent = 'disconnected ' + id;
-      setTimeout(loadConnections, 300);
+      // Every node closes it once the broadcast reaches it: drop it from the
+      // list now rather than ask again and maybe still find it.
+      if (listed) {
+        var rest = (listed.connections || []).filter(function (c) { return c.client !== id; });
+        renderConnections(Object.assign({}, listed, { connections: rest }));
+      }
     }).catch(function (e) { $('cd-result').textContent = errText(e); });
   });
 
