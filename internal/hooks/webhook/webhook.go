@@ -32,11 +32,10 @@ type Webhooks struct {
 	closed       atomic.Bool
 	client       *http.Client
 
-	stop      chan struct{} // closed by Shutdown: write what is buffered, then finish
-	written   chan struct{} // closed when the writer has returned
-	cancel    context.CancelFunc
+	stop      chan struct{}      // closed by Shutdown: write what is buffered, then finish
+	written   chan struct{}      // closed when the writer has returned
+	cancel    context.CancelFunc // set by Start
 	wg        sync.WaitGroup
-	started   bool
 	startOnce sync.Once
 	shutOnce  sync.Once
 	shutErr   error
@@ -134,7 +133,6 @@ func (w *Webhooks) Start() {
 	w.startOnce.Do(func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		w.cancel = cancel
-		w.started = true
 		w.wg.Add(1 + len(w.endpoints))
 		go w.writeLoop()
 		for _, ep := range w.endpoints {
@@ -152,7 +150,7 @@ func (w *Webhooks) Shutdown(ctx context.Context) error {
 		w.startOnce.Do(func() {}) // a later Start does nothing
 		w.closed.Store(true)
 		close(w.stop)
-		if w.started {
+		if w.cancel != nil {
 			done := make(chan struct{})
 			go func() { w.wg.Wait(); close(done) }()
 			select {
