@@ -1,33 +1,21 @@
 package node
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
+
+	"github.com/heraldrt/herald/internal/testkit"
 )
 
-// syncBuffer is a bytes.Buffer that handlers on several goroutines may write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-// lines decodes every JSON log line written so far.
-func (b *syncBuffer) lines(t *testing.T) []map[string]any {
+// logLines decodes every JSON log line written to buf so far.
+func logLines(t *testing.T, buf *testkit.LockedBuffer) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	dec := json.NewDecoder(bytes.NewReader(b.b.Bytes()))
+	dec := json.NewDecoder(strings.NewReader(buf.String()))
 	for dec.More() {
 		var m map[string]any
 		if err := dec.Decode(&m); err != nil {
@@ -39,12 +27,12 @@ func (b *syncBuffer) lines(t *testing.T) []map[string]any {
 }
 
 func TestSessionLogLinesCarryClientAndUser(t *testing.T) {
-	var buf syncBuffer
+	var buf testkit.LockedBuffer
 	n := newTestNode(t, Config{Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
 	p := openSession(t, n, SessionOptions{Credentials: Credentials{UserID: "alice"}, Authenticated: true})
 	p.s.logger().Info("one")
 	p.s.logger().Info("two")
-	lines := buf.lines(t)
+	lines := logLines(t, &buf)
 	if len(lines) != 2 {
 		t.Fatalf("got %d lines", len(lines))
 	}
@@ -60,13 +48,13 @@ func TestSessionLogLinesCarryClientAndUser(t *testing.T) {
 }
 
 func TestSessionLoggerFollowsTheConnectingUser(t *testing.T) {
-	var buf syncBuffer
+	var buf testkit.LockedBuffer
 	n := newTestNode(t, Config{Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
 	p := openSession(t, n, SessionOptions{Bidirectional: true})
 	p.s.logger().Info("before")
 	p.s.setLogUser("bob") // what connect does with a token's user
 	p.s.logger().Info("after")
-	lines := buf.lines(t)
+	lines := logLines(t, &buf)
 	if len(lines) != 2 || lines[0]["user"] != "" || lines[1]["user"] != "bob" {
 		t.Fatalf("lines: %v", lines)
 	}
@@ -75,7 +63,7 @@ func TestSessionLoggerFollowsTheConnectingUser(t *testing.T) {
 // A user set while another goroutine builds the logger is not lost to a
 // logger built for the previous user, and logger never returns nil.
 func TestSessionLoggerRacingSetLogUser(t *testing.T) {
-	var buf syncBuffer
+	var buf testkit.LockedBuffer
 	n := newTestNode(t, Config{Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
 	p := openSession(t, n, SessionOptions{Bidirectional: true})
 	var wg sync.WaitGroup
@@ -99,7 +87,7 @@ func TestSessionLoggerRacingSetLogUser(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	p.s.logger().Info("last")
-	lines := buf.lines(t)
+	lines := logLines(t, &buf)
 	if len(lines) != 1 || lines[0]["user"] != "user999" {
 		t.Fatalf("lines: %v", lines)
 	}
