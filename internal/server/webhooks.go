@@ -131,7 +131,7 @@ var (
 	webhookDepthDesc     = prometheus.NewDesc("herald_webhook_outbox_depth", "Events in the webhook outbox not yet delivered to every endpoint.", nil, nil)
 	webhookDeliveredDesc = prometheus.NewDesc("herald_webhook_delivered_total", "Events acknowledged by webhook endpoints (one event to two endpoints counts two).", nil, nil)
 	webhookFailedDesc    = prometheus.NewDesc("herald_webhook_failed_attempts_total", "Webhook requests that failed (error, timeout or non-2xx) and are retried.", nil, nil)
-	webhookDroppedDesc   = prometheus.NewDesc("herald_webhook_dropped_total", "Events refused because the webhook outbox was full; receivers get an overflow event for them.", nil, nil)
+	webhookDroppedDesc   = prometheus.NewDesc("herald_webhook_dropped_total", "Events refused because the webhook outbox or the buffer in front of it was full, or an outbox write failed; receivers get an overflow event for them.", nil, nil)
 )
 
 // webhookCollector reads the webhooks' counters once per scrape.
