@@ -84,19 +84,12 @@ func (n *Node) newLiveConfig(l Live) (*liveConfig, error) {
 		MaxPublicationSize:       lim.MaxPublicationSize,
 		MaxRecoveredPublications: lim.MaxRecoveredPublications,
 		MaxHistoryLimit:          lim.MaxHistoryLimit,
+		MaxConnectionsPerUser:    lim.MaxConnectionsPerUser,
 		CommandRate:              lim.CommandRate,
 		CommandBurst:             lim.CommandBurst,
 	}
 	d.setDefaults()
-	return &liveConfig{ns: ns, limits: Limits{
-		MaxChannelsPerSession:    d.MaxChannelsPerSession,
-		MaxPublicationSize:       d.MaxPublicationSize,
-		MaxRecoveredPublications: d.MaxRecoveredPublications,
-		MaxHistoryLimit:          d.MaxHistoryLimit,
-		MaxConnectionsPerUser:    lim.MaxConnectionsPerUser,
-		CommandRate:              d.CommandRate,
-		CommandBurst:             d.CommandBurst,
-	}}, nil
+	return &liveConfig{ns: ns, limits: liveOf(&d).Limits}, nil
 }
 
 // liveOf is the Live part of a Config.
