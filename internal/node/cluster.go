@@ -234,23 +234,7 @@ func (n *Node) answerSurvey(m controlMessage) {
 	if m.Op != surveyConnections && m.Op != surveyChannels {
 		return
 	}
-	select {
-	case n.cluster.replying <- struct{}{}:
-	default:
-		n.log.Warn("survey dropped: too many in flight", "from", m.From)
-		return
-	}
-	n.cluster.mu.Lock()
-	if n.cluster.stopped {
-		n.cluster.mu.Unlock()
-		<-n.cluster.replying
-		return
-	}
-	n.cluster.wg.Add(1)
-	n.cluster.mu.Unlock()
-	go func() {
-		defer n.cluster.wg.Done()
-		defer func() { <-n.cluster.replying }()
+	n.goBounded(n.cluster.replying, func() {
 		reply := controlMessage{Type: controlSurveyReply, SurveyID: m.SurveyID}
 		if m.Op == surveyChannels {
 			reply.Channels, reply.Truncated = n.localChannels(m.Pattern)
@@ -258,6 +242,32 @@ func (n *Node) answerSurvey(m controlMessage) {
 			reply.Connections, reply.Truncated = n.localConnections(ConnectionFilter{User: m.User, Client: m.Client, Channel: m.Channel})
 		}
 		n.sendControl(reply, m.From)
+	}, "survey", "from", m.From)
+}
+
+// goBounded runs work on a goroutine that the cluster's stop waits for,
+// holding one of sem's slots meanwhile. With every slot taken it drops
+// work and logs the dropped what with args; once the node is stopping it
+// drops work quietly.
+func (n *Node) goBounded(sem chan struct{}, work func(), what string, args ...any) {
+	select {
+	case sem <- struct{}{}:
+	default:
+		n.log.Warn(what+" dropped: too many in flight", args...)
+		return
+	}
+	n.cluster.mu.Lock()
+	if n.cluster.stopped {
+		n.cluster.mu.Unlock()
+		<-sem
+		return
+	}
+	n.cluster.wg.Add(1)
+	n.cluster.mu.Unlock()
+	go func() {
+		defer n.cluster.wg.Done()
+		defer func() { <-sem }()
+		work()
 	}()
 }
 

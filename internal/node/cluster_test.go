@@ -349,3 +349,32 @@ func TestClusterConnectionsBounded(t *testing.T) {
 		t.Fatalf("the listing is %d bytes", len(b))
 	}
 }
+
+// goBounded runs work on a goroutine holding a slot of its semaphore, and
+// drops it while every slot is taken or once the node is stopping.
+func TestGoBounded(t *testing.T) {
+	n := newTestNode(t, Config{})
+	sem := make(chan struct{}, 1)
+	release := make(chan struct{})
+	ran := make(chan int, 3)
+	n.goBounded(sem, func() { <-release; ran <- 1 }, "test")
+	n.goBounded(sem, func() { ran <- 2 }, "test") // the one slot is taken
+	close(release)
+	if got := <-ran; got != 1 {
+		t.Fatalf("ran %d, want 1", got)
+	}
+	testkit.WaitFor(t, 5*time.Second, "the slot released", func() bool { return len(sem) == 0 })
+	n.cluster.mu.Lock()
+	n.cluster.stopped = true
+	n.cluster.mu.Unlock()
+	// Work that ran would hold the slot until hold is closed.
+	hold := make(chan struct{})
+	defer close(hold)
+	n.goBounded(sem, func() { <-hold; ran <- 3 }, "test")
+	if len(sem) != 0 {
+		t.Fatal("work was started after stop")
+	}
+	if len(ran) != 0 {
+		t.Fatalf("dropped work ran: %d", <-ran)
+	}
+}

@@ -48,23 +48,7 @@ func (n *Node) unsubscribeLocal(m controlMessage) {
 	if len(targets) == 0 {
 		return
 	}
-	select {
-	case n.cluster.unsubscribing <- struct{}{}:
-	default:
-		n.log.Warn("server-side unsubscribe dropped: too many in flight", "channel", m.Channel)
-		return
-	}
-	n.cluster.mu.Lock()
-	if n.cluster.stopped {
-		n.cluster.mu.Unlock()
-		<-n.cluster.unsubscribing
-		return
-	}
-	n.cluster.wg.Add(1)
-	n.cluster.mu.Unlock()
-	go func() {
-		defer n.cluster.wg.Done()
-		defer func() { <-n.cluster.unsubscribing }()
+	n.goBounded(n.cluster.unsubscribing, func() {
 		frame, err := protocol.EncodePush(protocol.UnsubscribePush{
 			Type: protocol.PushUnsubscribe, Channel: m.Channel, Code: unsubscribeReason.Code, Reason: unsubscribeReason.Message,
 		})
@@ -81,5 +65,5 @@ func (n *Node) unsubscribeLocal(m controlMessage) {
 			s.enqueueLocked(Item{Kind: ItemFrame, Push: protocol.PushUnsubscribe, Channel: m.Channel, Frame: frame})
 			s.mu.Unlock()
 		}
-	}()
+	}, "server-side unsubscribe", "channel", m.Channel)
 }
