@@ -322,8 +322,8 @@ func (n *Node) clientPublish(ctx context.Context, cred Credentials, info *protoc
 // are still served, over a drain spread of seconds. Once the engine closes,
 // its ErrClosed answers ErrShuttingDown (engineError).
 func (n *Node) publish(ctx context.Context, ns NamespaceOptions, req protocol.PublishRequest, info *protocol.ClientInfo) (protocol.PublishResult, error) {
-	if len(req.Data) > n.limits().MaxPublicationSize {
-		return protocol.PublishResult{}, protocol.ErrMessageTooLarge.With("data is %d bytes, limit %d", len(req.Data), n.limits().MaxPublicationSize)
+	if most := n.limits().MaxPublicationSize; len(req.Data) > most {
+		return protocol.PublishResult{}, protocol.ErrMessageTooLarge.With("data is %d bytes, limit %d", len(req.Data), most)
 	}
 	data, err := protocol.NormalizeData(req.Data)
 	if err != nil {
@@ -401,12 +401,13 @@ func (n *Node) history(ctx context.Context, ns NamespaceOptions, req protocol.Hi
 	if req.Since != nil && !protocol.ValidEpoch(req.Since.Epoch) {
 		return protocol.HistoryResult{}, protocol.ErrInvalidPosition.With("bad epoch")
 	}
-	if req.Limit > n.limits().MaxHistoryLimit {
-		return protocol.HistoryResult{}, protocol.ErrLimitExceeded.With("limit %d exceeds the maximum of %d publications per request", req.Limit, n.limits().MaxHistoryLimit)
+	most := n.limits().MaxHistoryLimit
+	if req.Limit > most {
+		return protocol.HistoryResult{}, protocol.ErrLimitExceeded.With("limit %d exceeds the maximum of %d publications per request", req.Limit, most)
 	}
 	limit := req.Limit
 	if limit == 0 {
-		limit = n.limits().MaxHistoryLimit
+		limit = most
 	}
 	res, err := n.engine.History(ctx, req.Channel, engine.HistoryQuery{Since: req.Since, Limit: limit, Reverse: req.Reverse})
 	if err != nil {

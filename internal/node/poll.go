@@ -86,8 +86,8 @@ func (n *Node) StartPoll(ctx context.Context, cred Credentials, req PollRequest,
 	if len(channels) == 0 {
 		return nil, nil, protocol.ErrBadRequest.With("at least one channel required")
 	}
-	if len(channels) > n.limits().MaxChannelsPerSession {
-		return nil, nil, protocol.ErrLimitExceeded.With("at most %d channels per poll", n.limits().MaxChannelsPerSession)
+	if most := n.limits().MaxChannelsPerSession; len(channels) > most {
+		return nil, nil, protocol.ErrLimitExceeded.With("at most %d channels per poll", most)
 	}
 	if req.Timeout < 0 || req.Timeout > MaxPollTimeout {
 		return nil, nil, protocol.ErrBadRequest.With("timeout must be between 0 and %v", MaxPollTimeout)

@@ -73,8 +73,8 @@ func (n *Node) clientRPC(ctx context.Context, s *Session, cred Credentials, req 
 	if len(req.Method) > MaxRPCMethod {
 		return protocol.RPCResult{}, protocol.ErrBadRequest.With("rpc method longer than %d bytes", MaxRPCMethod)
 	}
-	if len(req.Data) > n.limits().MaxPublicationSize {
-		return protocol.RPCResult{}, protocol.ErrMessageTooLarge.With("rpc data is %d bytes, limit %d", len(req.Data), n.limits().MaxPublicationSize)
+	if most := n.limits().MaxPublicationSize; len(req.Data) > most {
+		return protocol.RPCResult{}, protocol.ErrMessageTooLarge.With("rpc data is %d bytes, limit %d", len(req.Data), most)
 	}
 	if len(req.Data) > 0 {
 		data, err := protocol.NormalizeData(req.Data)

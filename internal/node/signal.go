@@ -39,8 +39,8 @@ func (s *Session) signal(ctx context.Context, req protocol.SignalRequest) error 
 	if len(req.Data) == 0 {
 		return protocol.ErrBadRequest.With("signal needs data")
 	}
-	if len(req.Data) > s.n.limits().MaxPublicationSize {
-		return protocol.ErrMessageTooLarge.With("signal of %d bytes, the limit is %d", len(req.Data), s.n.limits().MaxPublicationSize)
+	if most := s.n.limits().MaxPublicationSize; len(req.Data) > most {
+		return protocol.ErrMessageTooLarge.With("signal of %d bytes, the limit is %d", len(req.Data), most)
 	}
 	s.mu.Lock()
 	sub := s.subs.get(req.Channel)

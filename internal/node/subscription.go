@@ -199,6 +199,7 @@ func (s *Session) subscribe(ctx context.Context, origin subscribeOrigin, req pro
 		since = &protocol.StreamPosition{Epoch: req.Epoch, Offset: req.Offset}
 	}
 	sub := &subscription{s: s, channel: req.Channel, presence: ns.Presence, joinLeave: ns.JoinLeave, latest: req.Delivery == protocol.DeliveryLatest}
+	maxSubs := s.n.limits().MaxChannelsPerSession
 	s.mu.Lock()
 	switch {
 	case s.state == stateFinished || s.closing != nil:
@@ -207,9 +208,9 @@ func (s *Session) subscribe(ctx context.Context, origin subscribeOrigin, req pro
 	case s.subs.get(req.Channel) != nil:
 		s.mu.Unlock()
 		return protocol.ErrAlreadySubscribed.With("%q", req.Channel)
-	case s.subs.len() >= s.n.limits().MaxChannelsPerSession:
+	case s.subs.len() >= maxSubs:
 		s.mu.Unlock()
-		return protocol.ErrLimitExceeded.With("at most %d subscriptions per connection", s.n.limits().MaxChannelsPerSession)
+		return protocol.ErrLimitExceeded.With("at most %d subscriptions per connection", maxSubs)
 	}
 	s.subs.put(sub)
 	s.mu.Unlock()
@@ -380,8 +381,8 @@ func (s *Session) release(ctx context.Context, sub *subscription) {
 // given, must have one entry per channel. tokens are the subscription
 // tokens the stream brought, for channels in private namespaces.
 func (s *Session) SubscribeStream(ctx context.Context, channels []string, positions []protocol.StreamPosition, tokens []string) error {
-	if len(channels) > s.n.limits().MaxChannelsPerSession {
-		return protocol.ErrLimitExceeded.With("at most %d channels per stream", s.n.limits().MaxChannelsPerSession)
+	if most := s.n.limits().MaxChannelsPerSession; len(channels) > most {
+		return protocol.ErrLimitExceeded.With("at most %d channels per stream", most)
 	}
 	if positions != nil && len(positions) != len(channels) {
 		return protocol.ErrInvalidPosition.With("%d positions for %d channels", len(positions), len(channels))
