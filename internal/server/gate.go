@@ -57,11 +57,12 @@ func (g *gate) wrap(rt route, next http.Handler) http.Handler {
 			protocol.WriteHTTPError(w, protocol.ErrTooManyRequests.With("too many new connections from this address"))
 			return
 		}
-		if g.meta != nil {
-			r = r.WithContext(node.WithRequestMeta(r.Context(), g.meta(r)))
-		}
 		token := requestToken(r, g.cookie)
 		if token == "" && (rt.tokenOptional || g.meta != nil) {
+			// Only a client without a token may meet the connect proxy.
+			if g.meta != nil {
+				r = r.WithContext(node.WithRequestMeta(r.Context(), g.meta(r)))
+			}
 			next.ServeHTTP(w, r)
 			return
 		}
