@@ -95,8 +95,8 @@ func (n *Node) completeCredentials(cred *Credentials) error {
 			return protocol.ErrUnauthorized.With("channels claim: namespace %q is reserved", o.Name)
 		}
 	}
-	if len(cred.Channels) > n.limits().MaxChannelsPerSession {
-		return protocol.ErrUnauthorized.With("channels claim lists %d channels, at most %d", len(cred.Channels), n.limits().MaxChannelsPerSession)
+	if most := n.limits().MaxChannelsPerSession; len(cred.Channels) > most {
+		return protocol.ErrUnauthorized.With("channels claim lists %d channels, at most %d", len(cred.Channels), most)
 	}
 	return nil
 }
@@ -109,8 +109,8 @@ func (n *Node) VerifySubscriptionTokens(ctx context.Context, tokens, channels []
 	if len(tokens) == 0 {
 		return nil, nil
 	}
-	if len(tokens) > n.limits().MaxChannelsPerSession {
-		return nil, protocol.ErrLimitExceeded.With("%d subscription tokens, at most %d", len(tokens), n.limits().MaxChannelsPerSession)
+	if most := n.limits().MaxChannelsPerSession; len(tokens) > most {
+		return nil, protocol.ErrLimitExceeded.With("%d subscription tokens, at most %d", len(tokens), most)
 	}
 	if n.cfg.Verifier == nil {
 		return nil, protocol.ErrPermissionDenied.With("subscription token: this server accepts no tokens: no keys configured")
