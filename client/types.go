@@ -193,9 +193,9 @@ type ConnectingEvent struct {
 
 // ConnectedEvent reports a connection. ClientID is the server's id for this
 // connection, and User the user its token authenticated ("" when
-// anonymous), on WebSocket; SSE and polling have neither. Data is what the
-// server's connect proxy backend returned for this connection, on
-// WebSocket; nil when it returned nothing.
+// anonymous), on WebSocket and WebRTC; SSE and polling have neither. Data
+// is what the server's connect proxy backend returned for this connection,
+// on WebSocket and WebRTC; nil when it returned nothing.
 type ConnectedEvent struct {
 	ClientID  string
 	User      string
