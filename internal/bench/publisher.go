@@ -26,9 +26,10 @@ const maxBatch = 500
 // makes each publication when it is due, stamping the due time into its
 // payload, so a publisher that falls behind shows up as latency instead of
 // hiding it (no coordinated omission). Publications go to one of several
-// publishing loops by channel; each loop keeps one request in flight and
-// sends whatever queued meanwhile, so a channel's publications reach the
-// server in sequence order.
+// publishing loops by channel; each loop sends whatever is queued as one
+// call on its own connection without waiting for the answers to its earlier
+// calls (pipeConn), so a channel's publications reach the server in
+// sequence order.
 type publisher struct {
 	cfg      *Config
 	client   *http.Client
@@ -46,6 +47,10 @@ type publisher struct {
 	dropped    atomic.Uint64
 	batches    atomic.Uint64 // calls to /api/batch
 	apiLatency Histogram
+	// sendWait is how long measured publications waited from their due
+	// time to the start of the call that carried them: the generator's own
+	// share of the latency, queued behind a call in flight.
+	sendWait Histogram
 
 	errMu sync.Mutex
 	errs  []string
@@ -54,6 +59,7 @@ type publisher struct {
 type pubItem struct {
 	ch       int
 	measured bool
+	due      time.Time
 	data     []byte
 }
 
@@ -87,7 +93,7 @@ func newPublisher(cfg *Config, pick func() int) *publisher {
 	p.client = &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
-			MaxIdleConnsPerHost: cfg.Publishers + 1,
+			MaxIdleConnsPerHost: 1, // only chooseEndpoint calls through it
 			DisableCompression:  true,
 		},
 	}
@@ -180,7 +186,7 @@ func (p *publisher) schedule(ctx context.Context) {
 func (p *publisher) make(at time.Time, measured bool) {
 	ch := p.pick()
 	p.seq[ch]++
-	it := pubItem{ch: ch, measured: measured, data: appendPayload(nil, p.seq[ch], at.UnixNano(), measured, p.cfg.PayloadSize)}
+	it := pubItem{ch: ch, measured: measured, due: at, data: appendPayload(nil, p.seq[ch], at.UnixNano(), measured, p.cfg.PayloadSize)}
 	p.made.Add(1)
 	l := p.loops[ch%len(p.loops)]
 	l.mu.Lock()
@@ -198,6 +204,16 @@ func (p *publisher) make(at time.Time, measured bool) {
 }
 
 func (p *publisher) loop(ctx context.Context, l *pubLoop, done <-chan struct{}) {
+	var pc *pipeConn
+	defer func() {
+		if pc == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			pc.fail() // no answer is coming that anyone waits for
+		}
+		pc.close()
+	}()
 	limit := 1
 	if p.batch {
 		limit = maxBatch
@@ -213,7 +229,7 @@ func (p *publisher) loop(ctx context.Context, l *pubLoop, done <-chan struct{}) 
 				p.failed.Add(uint64(n))
 				continue
 			}
-			p.send(ctx, items)
+			pc = p.send(ctx, pc, items)
 			continue
 		}
 		select {
@@ -230,19 +246,47 @@ func (p *publisher) loop(ctx context.Context, l *pubLoop, done <-chan struct{}) 
 	}
 }
 
-func (p *publisher) send(ctx context.Context, items []pubItem) {
+// send writes one call carrying items on pc, dialling a new connection
+// when pc is nil or broken, and returns the connection to use next.
+func (p *publisher) send(ctx context.Context, pc *pipeConn, items []pubItem) *pipeConn {
 	start := time.Now()
-	if len(items) == 1 && p.cfg.Batch != "on" {
-		it := items[0]
-		body := fmt.Appendf(nil, `{"channel":%q,"data":%s}`, p.names[it.ch], it.data)
-		status, res, err := p.post(ctx, "/api/publish", body)
-		p.apiLatency.Record(time.Since(start))
-		if err == nil && status != http.StatusOK {
-			err = statusError(status, res)
+	for _, it := range items {
+		if it.measured {
+			p.sendWait.Record(start.Sub(it.due))
 		}
-		p.outcome(it, err)
-		return
 	}
+	if pc != nil && pc.broken.Load() {
+		pc.close()
+		pc = nil
+	}
+	if pc == nil {
+		var err error
+		if pc, err = dialPipe(ctx, p.base); err != nil {
+			p.answered(items, false, 0, nil, err)
+			return nil
+		}
+	}
+	single := len(items) == 1 && p.cfg.Batch != "on"
+	path, body := "/api/batch", p.batchBody(items)
+	if single {
+		path, body = "/api/publish", fmt.Appendf(nil, `{"channel":%q,"data":%s}`, p.names[items[0].ch], items[0].data)
+	}
+	req, err := newCallRequest(ctx, p.base, path, p.cfg.APIKey, body)
+	if err != nil {
+		p.answered(items, single, 0, nil, err)
+		return pc
+	}
+	pc.call(req, func(status int, res []byte, err error) {
+		p.apiLatency.Record(time.Since(start))
+		if !single {
+			p.batches.Add(1)
+		}
+		p.answered(items, single, status, res, err)
+	})
+	return pc
+}
+
+func (p *publisher) batchBody(items []pubItem) []byte {
 	body := append(make([]byte, 0, 64+len(items)*(p.cfg.PayloadSize+64)), `{"publications":[`...)
 	for i, it := range items {
 		if i > 0 {
@@ -250,12 +294,17 @@ func (p *publisher) send(ctx context.Context, items []pubItem) {
 		}
 		body = fmt.Appendf(body, `{"channel":%q,"data":%s}`, p.names[it.ch], it.data)
 	}
-	body = append(body, "]}"...)
-	status, res, err := p.post(ctx, "/api/batch", body)
-	p.apiLatency.Record(time.Since(start))
-	p.batches.Add(1)
+	return append(body, "]}"...)
+}
+
+// answered counts the outcome of each of a call's items from its answer.
+func (p *publisher) answered(items []pubItem, single bool, status int, res []byte, err error) {
 	if err == nil && status != http.StatusOK {
 		err = statusError(status, res)
+	}
+	if single {
+		p.outcome(items[0], err)
+		return
 	}
 	var out struct {
 		Results []struct {

@@ -43,6 +43,9 @@ type Result struct {
 	PublishDropped   uint64      `json:"publish_dropped"` // not sent: the publisher's backlog was full
 	PublishBatches   uint64      `json:"publish_batches"` // calls to /api/batch
 	PublishLatencyMS Percentiles `json:"publish_latency_ms"`
+	// PublishWaitMS is from a publication's due time to the start of the
+	// call that carried it.
+	PublishWaitMS Percentiles `json:"publish_wait_ms"`
 
 	Deliveries       uint64      `json:"deliveries"`         // measured publications received, each counted once per subscriber
 	DeliveriesPerSec float64     `json:"deliveries_per_sec"` // deliveries / duration
@@ -127,6 +130,7 @@ func (r *Result) addPublisher(p *publisher) {
 	r.PublishDropped = p.dropped.Load()
 	r.PublishBatches = p.batches.Load()
 	r.PublishLatencyMS = p.apiLatency.Percentiles()
+	r.PublishWaitMS = p.sendWait.Percentiles()
 	p.errMu.Lock()
 	r.Errors = append(r.Errors, p.errs...)
 	r.ErrorCount += len(p.errs)
@@ -168,6 +172,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 		}
 		row("published", "%d at %.0f/s for %.0fs (+%.0fs warm-up), %d-byte payloads, via %s", r.Published, r.Rate, r.DurationS, r.WarmupS, r.PayloadSize, endpoint)
 		row("publish errors", "%d (%d dropped by the publisher)", r.PublishErrors, r.PublishDropped)
+		row("publish wait", "%s", pct(r.PublishWaitMS))
 		row("publish call", "%s", pct(r.PublishLatencyMS))
 		row("deliveries", "%d measured, %.0f/s", r.Deliveries, r.DeliveriesPerSec)
 		if r.Scenario != ScenarioChurn {
