@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/heraldrt/herald/internal/node"
@@ -52,6 +53,8 @@ type Handler struct {
 	// level is what /api/log_level reads and sets; nil: not settable.
 	level  *slog.LevelVar
 	routes map[string]http.HandlerFunc
+	// batchCalls holds *batchCall between /api/batch calls.
+	batchCalls sync.Pool
 }
 
 // apiKey is the key in force and how it admits calls.
@@ -91,7 +94,7 @@ func New(cfg Config) *Handler {
 		"info":           serve(h.maxBody, h.info),
 		"presence":       serve(h.maxBody, h.presence),
 		"presence_stats": serve(h.maxBody, h.presenceStats),
-		"batch":          serve(h.maxBody, h.batch),
+		"batch":          h.serveBatch,
 		"disconnect":     serve(h.maxBody, h.disconnect),
 		"connections":    serve(h.maxBody, h.connections),
 		"send_user":      serve(h.maxBody, h.sendUser),
