@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/heraldrt/herald/internal/engine"
 	"github.com/heraldrt/herald/internal/protocol"
 )
 
@@ -68,100 +69,45 @@ func encodeMeta(m meta) []byte {
 }
 
 func decodeMeta(b []byte) (meta, error) {
-	d := decoder{b: b}
-	d.version()
-	m := meta{top: d.uvarint(), low: d.uvarint()}
-	m.epoch = string(d.rest())
-	if d.err != nil || !protocol.ValidEpoch(m.epoch) {
+	d, err := openValue(b)
+	m := meta{top: d.Uvarint(), low: d.Uvarint()}
+	m.epoch = string(d.Rest())
+	if err != nil || d.Err() != nil || !protocol.ValidEpoch(m.epoch) {
 		return meta{}, fmt.Errorf("%w: meta", errCorrupt)
 	}
 	return m, nil
 }
 
-// Publication value flags.
-const (
-	hasInfo = 1 << iota
-	hasTags
-)
-
-// encodePublication encodes pub with its expiry (Unix ms, 0 for never); the
+// encodePublication encodes pub with its expiry (Unix ms, 0 for never) as
+// the format version, the expiry and the shared publication record; the
 // channel and offset are in the key. The expiry leads so the sweep can read
 // it without decoding the rest.
 func encodePublication(pub *protocol.Publication, expires int64) []byte {
-	n := 1 + 3*binary.MaxVarintLen64 + 1 + len(pub.Data)
-	if pub.Info != nil {
-		n += 3*binary.MaxVarintLen64 + len(pub.Info.Client) + len(pub.Info.User) + len(pub.Info.Info)
-	}
-	for k, v := range pub.Tags {
-		n += 2*binary.MaxVarintLen64 + len(k) + len(v)
-	}
-	b := make([]byte, 0, n)
-	b = append(b, formatVersion)
-	b = binary.AppendVarint(b, expires)
-	b = binary.AppendVarint(b, pub.Time)
-	var flags byte
-	if pub.Info != nil {
-		flags |= hasInfo
-	}
-	if len(pub.Tags) > 0 {
-		flags |= hasTags
-	}
-	b = append(b, flags)
-	b = appendBytes(b, pub.Data)
-	if pub.Info != nil {
-		b = appendBytes(b, []byte(pub.Info.Client))
-		b = appendBytes(b, []byte(pub.Info.User))
-		b = appendBytes(b, pub.Info.Info)
-	}
-	if len(pub.Tags) > 0 {
-		b = binary.AppendUvarint(b, uint64(len(pub.Tags)))
-		for k, v := range pub.Tags {
-			b = appendBytes(b, []byte(k))
-			b = appendBytes(b, []byte(v))
-		}
-	}
+	b := append(make([]byte, 0, 1+binary.MaxVarintLen64), formatVersion)
+	b, _ = engine.AppendPublicationRecord(binary.AppendVarint(b, expires), pub)
 	return b
 }
 
 // decodeExpiry reads only a publication value's expiry.
 func decodeExpiry(b []byte) (int64, error) {
-	d := decoder{b: b}
-	d.version()
-	exp := d.varint()
-	return exp, d.err
+	d, err := openValue(b)
+	exp := d.Varint()
+	if err != nil || d.Err() != nil {
+		return 0, errCorrupt
+	}
+	return exp, nil
 }
 
 // decodePublication decodes a value made by encodePublication. The result
 // does not alias b, which Pebble may reuse.
 func decodePublication(channel string, offset uint64, b []byte) (*protocol.Publication, int64, error) {
-	d := decoder{b: b}
-	d.version()
-	expires := d.varint()
-	pub := &protocol.Publication{Channel: channel, Offset: offset, Time: d.varint()}
-	flags := d.byte()
-	pub.Data = d.bytes()
-	if flags&hasInfo != 0 {
-		pub.Info = &protocol.ClientInfo{Client: string(d.bytes()), User: string(d.bytes())}
-		if info := d.bytes(); len(info) > 0 {
-			pub.Info.Info = info
-		}
-	}
-	if flags&hasTags != 0 {
-		n := d.uvarint()
-		if n > uint64(len(b)) { // each tag takes at least two bytes
-			d.err = errCorrupt
-		}
-		if d.err == nil {
-			pub.Tags = make(map[string]string, n)
-			for range n {
-				k := string(d.bytes())
-				pub.Tags[k] = string(d.bytes())
-			}
-		}
-	}
-	if d.err != nil {
+	d, err := openValue(b)
+	expires := d.Varint()
+	pub, recErr := engine.DecodePublicationRecord(d.Rest())
+	if err != nil || d.Err() != nil || recErr != nil {
 		return nil, 0, fmt.Errorf("%w: publication %s@%d", errCorrupt, channel, offset)
 	}
+	pub.Channel, pub.Offset = channel, offset
 	return pub, expires, nil
 }
 
@@ -181,87 +127,19 @@ func encodeIdempotent(r idempotent) []byte {
 }
 
 func decodeIdempotent(b []byte) (idempotent, error) {
-	d := decoder{b: b}
-	d.version()
-	r := idempotent{offset: d.uvarint(), expires: d.varint()}
-	if d.err != nil {
+	d, err := openValue(b)
+	r := idempotent{offset: d.Uvarint(), expires: d.Varint()}
+	if err != nil || d.Err() != nil {
 		return idempotent{}, fmt.Errorf("%w: idempotency record", errCorrupt)
 	}
 	return r, nil
 }
 
-func appendBytes(b, v []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(v)))
-	return append(b, v...)
-}
-
-// decoder reads a value front to back; after the first error every read
-// returns zero and err stays set, so callers check once at the end.
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) version() {
-	if d.byte() != formatVersion && d.err == nil {
-		d.err = errCorrupt
+// openValue checks a value's leading format version and returns a decoder
+// for what follows it.
+func openValue(b []byte) (engine.RecordDecoder, error) {
+	if len(b) == 0 || b[0] != formatVersion {
+		return engine.RecordDecoder{}, errCorrupt
 	}
-}
-
-func (d *decoder) byte() byte {
-	if d.err != nil || len(d.b) == 0 {
-		d.err = errCorrupt
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.err = errCorrupt
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.err = errCorrupt
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-// bytes returns a copy of the next length-prefixed field.
-func (d *decoder) bytes() []byte {
-	n := d.uvarint()
-	if d.err != nil || n > uint64(len(d.b)) {
-		d.err = errCorrupt
-		return nil
-	}
-	v := make([]byte, n)
-	copy(v, d.b)
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) rest() []byte {
-	if d.err != nil {
-		return nil
-	}
-	v := d.b
-	d.b = nil
-	return v
+	return engine.NewRecordDecoder(b[1:]), nil
 }

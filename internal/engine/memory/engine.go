@@ -31,8 +31,9 @@ type Config struct {
 }
 
 // Engine is an in-process engine. Create it with New; it is safe for
-// concurrent use. Publications returned by History or delivered to the
-// handler are shared with the engine and must not be modified.
+// concurrent use. A publication delivered to the handler shares its data
+// with the engine's history and must not be modified; one returned by
+// History is the caller's.
 type Engine struct {
 	channels channelMap
 	delivery delivery

@@ -3,8 +3,10 @@ package memory
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"hash/maphash"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,23 +29,40 @@ const defaultIdempotencyTTL = time.Minute
 const idleChannelTTL = 10 * time.Minute
 
 // channel is one channel's stream. Its publications have contiguous offsets
-// top-len(pubs)+1 .. top; expired ones are filtered on read and trimmed from
+// top-len(hist)+1 .. top; expired ones are filtered on read and trimmed from
 // the front.
+//
+// Publications are kept as records (engine.AppendPublicationRecord) back to
+// back in arena, indexed by hist. Neither holds pointers, so however many
+// publications a channel keeps, the collector marks two objects for them
+// and scans neither. Bytes once written to an arena's backing array are
+// never written again: the front is dropped by reslicing, and a full array
+// is replaced by a new one holding only the live part, so anything still
+// aliasing an old record (a delivered publication's data) stays valid.
 type channel struct {
-	mu      sync.Mutex
-	epoch   string
-	top     uint64
-	pubs    []stored
-	idem    map[string]idempotent
-	lastUse int64 // Unix ms
+	mu    sync.Mutex
+	epoch string
+	top   uint64
+	hist  []histEntry
+	arena []byte
+	// base is the logical position of arena[0]. Positions count every byte
+	// ever appended to the channel's records, so they survive reslicing and
+	// reallocation of arena.
+	base uint64
+	// arenaCap is the size of arena's backing array, dropped front included.
+	arenaCap int
+	idem     map[string]idempotent
+	lastUse  int64 // Unix ms
 	// dead is set when the sweep removes the channel from its shard; a caller
 	// holding a stale pointer must look the channel up again.
 	dead bool
 }
 
-type stored struct {
-	pub     *protocol.Publication
-	expires int64 // Unix ms; 0 never
+// histEntry locates one record: it runs from start to the next entry's
+// start, or to the arena's end for the newest.
+type histEntry struct {
+	start   uint64 // logical position, see channel.base
+	expires int64  // Unix ms; 0 never
 }
 
 type idempotent struct {
@@ -106,7 +125,7 @@ func (cm *channelMap) sweep(t time.Time) {
 					delete(c.idem, k)
 				}
 			}
-			if len(c.pubs) == 0 && len(c.idem) == 0 && now-c.lastUse >= idleChannelTTL.Milliseconds() {
+			if len(c.hist) == 0 && len(c.idem) == 0 && now-c.lastUse >= idleChannelTTL.Milliseconds() {
 				c.dead = true
 				delete(s.m, name)
 			}
@@ -122,7 +141,7 @@ func (cm *channelMap) sweep(t time.Time) {
 // Caller must hold c.mu.
 func (c *channel) trimExpired(now int64) {
 	n := 0
-	for n < len(c.pubs) && c.pubs[n].expires != 0 && c.pubs[n].expires <= now {
+	for n < len(c.hist) && c.hist[n].expires != 0 && c.hist[n].expires <= now {
 		n++
 	}
 	c.drop(n)
@@ -130,14 +149,52 @@ func (c *channel) trimExpired(now int64) {
 
 // drop removes the n oldest publications. Caller must hold c.mu.
 func (c *channel) drop(n int) {
-	if n == 0 {
-		return
+	switch {
+	case n == 0:
+	case n == len(c.hist):
+		c.base += uint64(len(c.arena))
+		c.hist, c.arena, c.arenaCap = nil, nil, 0
+	default:
+		c.hist = c.hist[n:]
+		start := c.hist[0].start
+		c.arena = c.arena[start-c.base:]
+		c.base = start
+		if 4*len(c.arena) < c.arenaCap {
+			// Most of the backing array is dropped front that the next
+			// reallocation would be far off to free (a shrunken HistorySize,
+			// a run of expiries): copy the live part out now.
+			c.arena = bytes.Clone(c.arena)
+			c.arenaCap = cap(c.arena)
+			c.hist = slices.Clone(c.hist)
+		}
 	}
-	clear(c.pubs[:n]) // the backing array outlives the slice; let them go
-	c.pubs = c.pubs[n:]
-	if len(c.pubs) == 0 {
-		c.pubs = nil
+}
+
+// store appends pub's record, expiring at expires, and returns the record's
+// copy of pub.Data (see engine.AppendPublicationRecord). Caller must hold c.mu.
+func (c *channel) store(pub *protocol.Publication, expires int64) []byte {
+	n := len(c.arena)
+	if len(c.hist) == cap(c.hist) {
+		// Doubled for the reason AppendPublicationRecord doubles the arena.
+		c.hist = slices.Grow(c.hist, len(c.hist)+1)
 	}
+	c.hist = append(c.hist, histEntry{start: c.base + uint64(n), expires: expires})
+	had := cap(c.arena)
+	var data []byte
+	c.arena, data = engine.AppendPublicationRecord(c.arena, pub)
+	if cap(c.arena) != had {
+		c.arenaCap = cap(c.arena)
+	}
+	return data
+}
+
+// record returns the i-th retained record. Caller must hold c.mu.
+func (c *channel) record(i int) []byte {
+	end := c.base + uint64(len(c.arena))
+	if i+1 < len(c.hist) {
+		end = c.hist[i+1].start
+	}
+	return c.arena[c.hist[i].start-c.base : end-c.base]
 }
 
 func (c *channel) position() protocol.StreamPosition {
@@ -154,7 +211,7 @@ func (e *Engine) Publish(ctx context.Context, channelName string, data []byte, o
 	now := time.Now().UnixMilli()
 	pub := &protocol.Publication{
 		Channel: channelName,
-		Data:    bytes.Clone(data),
+		Data:    data, // the caller's until stored or cloned below
 		Tags:    maps.Clone(opts.Tags),
 		Time:    now,
 	}
@@ -163,6 +220,7 @@ func (e *Engine) Publish(ctx context.Context, channelName string, data []byte, o
 		pub.Info = &info
 	}
 	if opts.HistorySize <= 0 && opts.IdempotencyKey == "" {
+		pub.Data = bytes.Clone(data)
 		e.delivery.enqueue(event{kind: evPublication, channel: channelName, pub: pub})
 		return protocol.StreamPosition{}, nil
 	}
@@ -182,10 +240,14 @@ func (e *Engine) Publish(ctx context.Context, channelName string, data []byte, o
 		if opts.HistoryTTL > 0 {
 			expires = now + opts.HistoryTTL.Milliseconds()
 		}
-		c.pubs = append(c.pubs, stored{pub: pub, expires: expires})
-		c.drop(max(len(c.pubs)-opts.HistorySize, 0))
+		// The stored copy is never overwritten, so the delivered
+		// publication can share it instead of cloning data again.
+		pub.Data = c.store(pub, expires)
+		c.drop(max(len(c.hist)-opts.HistorySize, 0))
 		c.trimExpired(now)
 		pos = c.position()
+	} else {
+		pub.Data = bytes.Clone(data)
 	}
 	if opts.IdempotencyKey != "" {
 		ttl := opts.IdempotencyTTL
@@ -212,19 +274,19 @@ func (e *Engine) History(ctx context.Context, channelName string, q engine.Histo
 	c := e.channels.lock(channelName, now)
 	defer c.mu.Unlock()
 	res := engine.HistoryResult{Position: c.position()}
-	if q.Limit == 0 || len(c.pubs) == 0 {
+	if q.Limit == 0 || len(c.hist) == 0 {
 		return res, nil
 	}
 
 	// Offsets are contiguous, so a position maps to an index directly.
-	first := c.top - uint64(len(c.pubs)) + 1
-	lo, hi := 0, len(c.pubs) // index range [lo, hi) to consider
+	first := c.top - uint64(len(c.hist)) + 1
+	lo, hi := 0, len(c.hist) // index range [lo, hi) to consider
 	if q.Since != nil {
 		if q.Reverse {
 			if q.Since.Offset <= first {
 				return res, nil
 			}
-			hi = int(min(q.Since.Offset-first, uint64(len(c.pubs))))
+			hi = int(min(q.Since.Offset-first, uint64(len(c.hist))))
 		} else {
 			if q.Since.Offset >= c.top {
 				return res, nil
@@ -245,9 +307,15 @@ func (e *Engine) History(ctx context.Context, channelName string, q engine.Histo
 		if q.Reverse {
 			j = hi - 1 - i
 		}
-		if s := c.pubs[j]; s.expires == 0 || s.expires > now {
-			out = append(out, s.pub)
+		if exp := c.hist[j].expires; exp != 0 && exp <= now {
+			continue
 		}
+		pub, err := engine.DecodePublicationRecord(c.record(j))
+		if err != nil {
+			return engine.HistoryResult{}, fmt.Errorf("memory: history of %s: %w", channelName, err)
+		}
+		pub.Channel, pub.Offset = channelName, first+uint64(j)
+		out = append(out, pub)
 	}
 	res.Publications = out
 	return res, nil
@@ -260,7 +328,7 @@ func (e *Engine) RemoveHistory(ctx context.Context, channelName string) error {
 		return err
 	}
 	c := e.channels.lock(channelName, time.Now().UnixMilli())
-	c.drop(len(c.pubs))
+	c.drop(len(c.hist))
 	c.mu.Unlock()
 	return nil
 }
