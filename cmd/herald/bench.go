@@ -143,7 +143,7 @@ func benchFlags(fs *pflag.FlagSet, scenario string) *bench.Config {
 		fs.DurationVar(&cfg.Drain, "drain", 5*time.Second, "longest wait for deliveries in flight after the last publication")
 		fs.IntVar(&cfg.PayloadSize, "payload-size", 64, "bytes of data per publication")
 		fs.StringVar(&cfg.Batch, "batch", "auto", "/api/batch: auto (carries the backlog when the publisher falls behind, if the server has it), on (every call), off")
-		fs.IntVar(&cfg.Publishers, "publishers", 16, "concurrent publishing loops, each owning a share of the channels")
+		fs.IntVar(&cfg.Publishers, "publishers", 1, "publishing connections, each owning a share of the channels and sending its calls without waiting for earlier answers (raise it for --batch off at high rates)")
 	}
 	fs.IntVar(&cfg.Procs, "procs", 0, "processes holding the connections (0: one per 15,000 connections; 1: this process)")
 	fs.IntVar(&cfg.Sources, "sources", 0, "loopback source addresses 127.0.0.1..N to connect from (0: one per 20,000 connections)")

@@ -96,9 +96,12 @@ type Config struct {
 	// call otherwise; "on" requires /api/batch and uses it for every call;
 	// "off" uses /api/publish only.
 	Batch string
-	// Publishers is the number of concurrent publishing loops; each owns a
-	// share of the channels and keeps one request in flight, so per-channel
-	// order holds. Default 16 (at most one per channel).
+	// Publishers is the number of publishing loops, each with its own
+	// connection and a share of the channels; a loop does not wait for one
+	// call's answer before its next (pipeConn), so one loop carries any rate
+	// the server takes in batches, and fewer loops mean fewer, larger calls.
+	// More help only with Batch "off" at high rates. Default 1 (at most one
+	// per channel).
 	Publishers int
 	// ServerPID, when set, is the server's process id, whose RSS and CPU
 	// time the report includes.
@@ -200,7 +203,7 @@ func (c *Config) setDefaults(scenario string) error {
 		return fmt.Errorf("bench: batch must be auto, on or off, got %q", c.Batch)
 	}
 	if c.Publishers <= 0 {
-		c.Publishers = 16
+		c.Publishers = 1
 	}
 	c.Publishers = min(c.Publishers, c.Channels, 256)
 	if c.Prefix == "" {

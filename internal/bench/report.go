@@ -46,6 +46,9 @@ type Result struct {
 	// PublishWaitMS is from a publication's due time to the start of the
 	// call that carried it.
 	PublishWaitMS Percentiles `json:"publish_wait_ms"`
+	// WakeDelayMS is how late a goroutine of the generator's main process
+	// woke from 1 ms sleeps while publishing (probeWakeUps).
+	WakeDelayMS Percentiles `json:"wake_delay_ms"`
 
 	Deliveries       uint64      `json:"deliveries"`         // measured publications received, each counted once per subscriber
 	DeliveriesPerSec float64     `json:"deliveries_per_sec"` // deliveries / duration
@@ -181,6 +184,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 		row("duplicated", "%d", r.Duplicated)
 		row("out of order", "%d", r.OutOfOrder)
 		row("latency", "%s", pct(r.LatencyMS))
+		row("wake-up delay", "%s", pct(r.WakeDelayMS))
 	}
 	if r.ServerRSSBeforeKiB > 0 {
 		row("server RSS", "%s before, %s connected, %s after: %.2f KiB per connection",

@@ -85,7 +85,14 @@ func Run(ctx context.Context, scenario string, cfg Config) (*Result, error) {
 		fmt.Fprintf(cfg.Log, "bench %s: publishing %.0f/s for %v + %v warm-up\n", scenario, cfg.Rate, cfg.Duration, cfg.Warmup)
 		cpu0 := srv.cpu()
 		start := time.Now()
+		var wake Histogram
+		probeCtx, stopProbe := context.WithCancel(ctx)
+		probed := make(chan struct{})
+		go func() { defer close(probed); probeWakeUps(probeCtx, &wake) }()
 		pub.run(ctx)
+		stopProbe()
+		<-probed
+		res.WakeDelayMS = wake.Percentiles()
 		res.ServerCPUPercent = srv.cpuPercent(cpu0, time.Since(start))
 		res.ServerRSSAfterKiB = srv.rss()
 		if final, err = subs.finish(ctx, pub.measuredAcked(), cfg.Drain); err != nil {

@@ -98,6 +98,11 @@ func TestSpreadWithoutBatch(t *testing.T) {
 	if res.Batch || res.Published != 200 || res.Deliveries != 200 || res.Lost != 0 || res.OutOfOrder != 0 {
 		t.Errorf("batch %v, published %d, deliveries %d, lost %d, out of order %d", res.Batch, res.Published, res.Deliveries, res.Lost, res.OutOfOrder)
 	}
+	// Every publication waited for its call and the probe woke many times
+	// over the run; neither can be exactly zero.
+	if res.PublishWaitMS.Max <= 0 || res.WakeDelayMS.Max <= 0 || res.WakeDelayMS.P50 > res.WakeDelayMS.Max {
+		t.Errorf("publish wait %+v, wake-up delay %+v", res.PublishWaitMS, res.WakeDelayMS)
+	}
 }
 
 func TestIdle(t *testing.T) {
