@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -68,51 +69,42 @@ type floorReport struct {
 	Err        string        `json:"error,omitempty"`
 }
 
+// BenchmarkLoopbackFloorSpread is the floor of `herald bench spread` at its
+// target (10,000 channels of one subscriber each, 20,000 publishes/s): one
+// frame per delivery to a random socket, made in the generator's own way,
+// each due at k/rate and written at the first 1 ms tick after it is due,
+// stamped with its due time. Two of the run's three wake-ups are here (the
+// publisher's timer, the subscriber's read); the server's part is only the
+// write. One iteration is one delivery:
+//
+//	go test -run '^$' -bench BenchmarkLoopbackFloorSpread -benchtime 400000x ./internal/bench/
+func BenchmarkLoopbackFloorSpread(b *testing.B) {
+	const subscribers, rate = 10000, 20000
+	rig := startFloorRig(b, subscribers)
+	defer rig.close()
+	pick := pickRandom(subscribers)
+	frame := make([]byte, floorFrame)
+	b.ResetTimer()
+	cpu0 := selfCPU()
+	start := time.Now()
+	at := func(k int) time.Time { return start.Add(time.Duration(k) * time.Second / rate) }
+	for k := 0; k < b.N; {
+		time.Sleep(max(time.Until(at(k)), time.Millisecond))
+		due := min(int(time.Since(start)*rate/time.Second)+1, b.N)
+		for ; k < due; k++ {
+			binary.LittleEndian.PutUint64(frame, uint64(at(k).UnixNano()))
+			if _, err := syscall.Write(rig.fds[pick()], frame); err != nil {
+				b.Fatalf("write: %v", err)
+			}
+		}
+	}
+	rig.finish(b, uint64(b.N), selfCPU()-cpu0)
+}
+
 func benchFloor(b *testing.B, subscribers int, interval time.Duration) {
-	if _, err := raiseFileLimit(); err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	exe, err := os.Executable()
-	if err != nil {
-		b.Fatal(err)
-	}
-	reader := exec.Command(exe, "-test.run=^$")
-	reader.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d", floorReaderEnv, ln.Addr(), subscribers))
-	reader.Stderr = os.Stderr
-	out, err := reader.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := reader.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = reader.Process.Kill(); _ = reader.Wait() }()
-
-	conns := make([]net.Conn, 0, subscribers)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	fds := make([]int, 0, subscribers)
-	for len(conns) < subscribers {
-		c, err := ln.Accept()
-		if err != nil {
-			b.Fatal(err)
-		}
-		conns = append(conns, c)
-		fd, err := rawFD(c)
-		if err != nil {
-			b.Fatal(err)
-		}
-		fds = append(fds, fd)
-	}
-
+	rig := startFloorRig(b, subscribers)
+	defer rig.close()
+	fds := rig.fds
 	writers := runtime.GOMAXPROCS(0)
 	share := (len(fds) + writers - 1) / writers
 	frame := make([]byte, floorFrame)
@@ -145,21 +137,76 @@ func benchFloor(b *testing.B, subscribers int, interval time.Duration) {
 		default:
 		}
 	}
-	writerCPU := selfCPU() - cpu0
-	b.StopTimer()
-	for _, c := range conns {
-		c.Close()
-	}
-	conns = nil
+	rig.finish(b, uint64(b.N)*uint64(subscribers), selfCPU()-cpu0)
+}
 
+// floorRig is the stand-in server's side of a floor benchmark: the
+// subscriber sockets it accepted and the subscribers' process reading them.
+type floorRig struct {
+	ln     net.Listener
+	reader *exec.Cmd
+	out    io.Reader
+	conns  []net.Conn
+	fds    []int
+}
+
+func startFloorRig(b *testing.B, subscribers int) *floorRig {
+	if _, err := raiseFileLimit(); err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := &floorRig{ln: ln}
+	exe, err := os.Executable()
+	if err != nil {
+		r.close()
+		b.Fatal(err)
+	}
+	r.reader = exec.Command(exe, "-test.run=^$")
+	r.reader.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d", floorReaderEnv, ln.Addr(), subscribers))
+	r.reader.Stderr = os.Stderr
+	if r.out, err = r.reader.StdoutPipe(); err != nil {
+		r.close()
+		b.Fatal(err)
+	}
+	if err := r.reader.Start(); err != nil {
+		r.reader = nil
+		r.close()
+		b.Fatal(err)
+	}
+	r.conns = make([]net.Conn, 0, subscribers)
+	r.fds = make([]int, 0, subscribers)
+	for len(r.conns) < subscribers {
+		c, err := ln.Accept()
+		if err != nil {
+			r.close()
+			b.Fatal(err)
+		}
+		r.conns = append(r.conns, c)
+		fd, err := rawFD(c)
+		if err != nil {
+			r.close()
+			b.Fatal(err)
+		}
+		r.fds = append(r.fds, fd)
+	}
+	return r
+}
+
+// finish ends the subscribers' connections, reads their report and reports
+// the latency and the CPU per delivery on both sides.
+func (r *floorRig) finish(b *testing.B, deliveries uint64, writerCPU float64) {
+	b.StopTimer()
+	r.closeConns()
 	var rep floorReport
-	if err := json.NewDecoder(bufio.NewReader(out)).Decode(&rep); err != nil {
+	if err := json.NewDecoder(bufio.NewReader(r.out)).Decode(&rep); err != nil {
 		b.Fatalf("reading the subscribers' report: %v", err)
 	}
 	if rep.Err != "" {
 		b.Fatal(rep.Err)
 	}
-	deliveries := uint64(b.N) * uint64(subscribers)
 	if rep.Frames != deliveries {
 		b.Fatalf("subscribers read %d frames, want %d", rep.Frames, deliveries)
 	}
@@ -168,9 +215,26 @@ func benchFloor(b *testing.B, subscribers int, interval time.Duration) {
 	p := h.Percentiles()
 	b.ReportMetric(p.P50, "p50-ms")
 	b.ReportMetric(p.P99, "p99-ms")
+	b.ReportMetric(p.P999, "p99.9-ms")
 	b.ReportMetric(p.Max, "max-ms")
 	b.ReportMetric(writerCPU*1e6/float64(deliveries), "write-µs/delivery")
 	b.ReportMetric(rep.CPUSeconds*1e6/float64(deliveries), "read-µs/delivery")
+}
+
+func (r *floorRig) closeConns() {
+	for _, c := range r.conns {
+		c.Close()
+	}
+	r.conns = nil
+}
+
+func (r *floorRig) close() {
+	r.closeConns()
+	r.ln.Close()
+	if r.reader != nil {
+		_ = r.reader.Process.Kill()
+		_ = r.reader.Wait()
+	}
 }
 
 // rawFD is the descriptor of a TCP connection, still owned by it.
