@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -68,5 +69,22 @@ func TestBenchWorkerProcesses(t *testing.T) {
 		if !strings.Contains(string(out), "lost             0 of 4000 expected") {
 			t.Errorf("the table does not show the totals:\n%s", out)
 		}
+	}
+}
+
+func TestGeneratorGCHeadroom(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	t.Setenv("GOGC", "")
+	debug.SetGCPercent(100)
+	setGeneratorGC()
+	if got := debug.SetGCPercent(100); got != generatorGCPercent {
+		t.Fatalf("GC percent %d without GOGC, want %d", got, generatorGCPercent)
+	}
+	// An operator's GOGC wins.
+	t.Setenv("GOGC", "50")
+	debug.SetGCPercent(50)
+	setGeneratorGC()
+	if got := debug.SetGCPercent(100); got != 50 {
+		t.Fatalf("GC percent %d with GOGC=50, want 50", got)
 	}
 }
