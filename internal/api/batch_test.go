@@ -83,10 +83,7 @@ func TestBatchManyChannels(t *testing.T) {
 // the decoded result and the raw response.
 func callBatch(t testing.TB, h *Handler, body string) (BatchResult, []byte) {
 	t.Helper()
-	req := httptest.NewRequest(http.MethodPost, "/api/batch", strings.NewReader(body))
-	req.Header.Set("Authorization", "apikey "+testKey)
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, req)
+	w := postBatch(h, body)
 	if w.Code != http.StatusOK {
 		t.Errorf("status %d: %s", w.Code, w.Body)
 		return BatchResult{}, nil
@@ -96,6 +93,15 @@ func callBatch(t testing.TB, h *Handler, body string) (BatchResult, []byte) {
 		t.Errorf("body %s: %v", w.Body, err)
 	}
 	return res, w.Body.Bytes()
+}
+
+// postBatch answers body on h as the server would.
+func postBatch(h *Handler, body string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, "/api/batch", strings.NewReader(body))
+	req.Header.Set("Authorization", "apikey "+testKey)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
 }
 
 // A reused batchCall decodes the next request as a fresh one would: an item
@@ -271,11 +277,7 @@ func BenchmarkBatch(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		req := httptest.NewRequest(http.MethodPost, "/api/batch", strings.NewReader(body))
-		req.Header.Set("Authorization", "apikey "+testKey)
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
-		if w.Code != http.StatusOK {
+		if w := postBatch(h, body); w.Code != http.StatusOK {
 			b.Fatalf("status %d: %s", w.Code, w.Body)
 		}
 	}

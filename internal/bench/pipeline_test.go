@@ -35,29 +35,37 @@ func callN(t *testing.T, pc *pipeConn, base string, i int, done func(int, []byte
 	pc.call(req, done)
 }
 
+// writeCalls starts a server answering with handler, dials it and writes
+// n calls on one pipeConn; the answers land in *got, in the reader's order.
+func writeCalls(t *testing.T, n int, handler http.HandlerFunc, got *[]answer) *pipeConn {
+	t.Helper()
+	srv := httptest.NewServer(handler)
+	t.Cleanup(srv.Close)
+	pc, err := dialPipe(context.Background(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	for i := range n {
+		callN(t, pc, srv.URL, i, collect(&mu, got))
+	}
+	return pc
+}
+
 // Calls go out without waiting for earlier answers, and their answers
 // come back matched to them in order.
 func TestPipeConnWritesAheadOfAnswers(t *testing.T) {
 	const n = 50
 	release := make(chan struct{})
 	var seen []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var got []answer
+	pc := writeCalls(t, n, func(w http.ResponseWriter, r *http.Request) {
 		<-release // no answer until every call is written
 		b := make([]byte, 8)
 		k, _ := r.Body.Read(b)
 		seen = append(seen, string(b[:k])) // net/http serves one connection's requests one at a time
 		w.Write(b[:k])
-	}))
-	defer srv.Close()
-	pc, err := dialPipe(context.Background(), srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var got []answer
-	for i := range n {
-		callN(t, pc, srv.URL, i, collect(&mu, &got))
-	}
+	}, &got)
 	close(release) // reached only if no call waited for an answer
 	pc.close()
 	if len(got) != n {
@@ -78,21 +86,12 @@ func TestPipeConnWritesAheadOfAnswers(t *testing.T) {
 // connection is then marked broken so the publisher dials a new one.
 func TestPipeConnFailsCallsBehindAClose(t *testing.T) {
 	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var got []answer
+	pc := writeCalls(t, 3, func(w http.ResponseWriter, r *http.Request) {
 		<-release
 		w.Header().Set("Connection", "close")
 		w.WriteHeader(http.StatusTooManyRequests)
-	}))
-	defer srv.Close()
-	pc, err := dialPipe(context.Background(), srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var got []answer
-	for i := range 3 {
-		callN(t, pc, srv.URL, i, collect(&mu, &got))
-	}
+	}, &got)
 	close(release)
 	closed := make(chan struct{})
 	go func() { pc.close(); close(closed) }()
