@@ -29,8 +29,7 @@ const callTimeout = 30 * time.Second
 // requests one at a time, in order), and a reader matches the answers to
 // the calls in order. A loop that waited for each answer before its next
 // call made every publication queued meanwhile wait a whole round trip
-// first, the largest part of the spread scenario's tail; pipelined, a
-// publication waits only for its turn on the server.
+// first; pipelined, a publication waits only for its turn on the server.
 //
 // net/http writes the requests (Request.Write) and parses the answers
 // (ReadResponse): the bench only orders them.
@@ -44,9 +43,8 @@ type pipeConn struct {
 
 // pipeCall is one written call waiting for its answer.
 type pipeCall struct {
-	req   *http.Request
-	start time.Time
-	done  func(status int, body []byte, err error)
+	req  *http.Request
+	done func(status int, body []byte, err error)
 }
 
 func dialPipe(ctx context.Context, base string) (*pipeConn, error) {
@@ -71,7 +69,7 @@ func dialPipe(ctx context.Context, base string) (*pipeConn, error) {
 // call writes req and returns once it is on the wire (or failed); done
 // runs on the reader with the answer.
 func (pc *pipeConn) call(req *http.Request, done func(status int, body []byte, err error)) {
-	c := &pipeCall{req: req, start: time.Now(), done: done}
+	c := &pipeCall{req: req, done: done}
 	pc.pending <- c // the reader fails it if the connection breaks
 	if err := req.Write(pc.bw); err != nil {
 		pc.fail()
