@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -111,14 +110,8 @@ func TestAdminLiveStats(t *testing.T) {
 	// The server API key does not open the admin API, nor the reverse.
 	status, body, _ = r.do(t, http.MethodPost, api.AdminPrefix+"nodes", testKey, `{}`)
 	wantStatus(t, "admin API with the API key", status, http.StatusUnauthorized, body)
-	req, _ := http.NewRequest(http.MethodPost, r.url+api.AdminPrefix+"nodes", strings.NewReader(`{}`))
-	req.Header.Set("Authorization", "Bearer "+login.Token)
-	res, err := r.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	wantStatus(t, "admin API with the session", res.StatusCode, http.StatusOK, nil)
+	status, body, _ = r.doAuth(t, http.MethodPost, api.AdminPrefix+"nodes", "Bearer "+login.Token, `{}`)
+	wantStatus(t, "admin API with the session", status, http.StatusOK, body)
 
 	dial := func() *cws.Conn { return r.openWS(t, ctx, nil) }
 	// An anonymous client is refused the stats channel.
@@ -265,15 +258,8 @@ func TestAdminAcrossRedisCluster(t *testing.T) {
 	}
 	call := func(method, body string, out any) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, a.url+api.AdminPrefix+method, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+login.Token)
-		res, err := a.client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		wantStatus(t, method, res.StatusCode, http.StatusOK, b)
+		status, b, _ := a.doAuth(t, http.MethodPost, api.AdminPrefix+method, "Bearer "+login.Token, body)
+		wantStatus(t, method, status, http.StatusOK, b)
 		if err := json.Unmarshal(b, out); err != nil {
 			t.Fatalf("%s: %s: %v", method, b, err)
 		}
@@ -410,21 +396,10 @@ func TestAdminUserIDGrantsNothing(t *testing.T) {
 		t.Fatalf("connect with a channels claim naming the stats channel: error %v, want 101", code)
 	}
 
-	req, _ := http.NewRequest(http.MethodPost, r.url+api.AdminPrefix+"nodes", strings.NewReader(`{}`))
-	req.Header.Set("Authorization", "Bearer "+impostor)
-	res, err := r.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	wantStatus(t, "admin API with an ordinary token", res.StatusCode, http.StatusUnauthorized, nil)
-	req, _ = http.NewRequest(http.MethodPost, r.url+api.AdminRefreshPath, nil)
-	req.Header.Set("Authorization", "Bearer "+impostor)
-	if res, err = r.client.Do(req); err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	wantStatus(t, "admin refresh with an ordinary token", res.StatusCode, http.StatusUnauthorized, nil)
+	status, body, _ = r.doAuth(t, http.MethodPost, api.AdminPrefix+"nodes", "Bearer "+impostor, `{}`)
+	wantStatus(t, "admin API with an ordinary token", status, http.StatusUnauthorized, body)
+	status, body, _ = r.doAuth(t, http.MethodPost, api.AdminRefreshPath, "Bearer "+impostor, "")
+	wantStatus(t, "admin refresh with an ordinary token", status, http.StatusUnauthorized, body)
 
 	// The admin UI's own connection cannot be renewed past its session with
 	// a token for the same user id.
@@ -459,14 +434,8 @@ func TestAdminReload(t *testing.T) {
 	}
 	nodes := func(token string) int {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, r.url+api.AdminPrefix+"nodes", strings.NewReader(`{}`))
-		req.Header.Set("Authorization", "Bearer "+token)
-		res, err := r.client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		return res.StatusCode
+		status, _, _ := r.doAuth(t, http.MethodPost, api.AdminPrefix+"nodes", "Bearer "+token, `{}`)
+		return status
 	}
 	status, before := login(testAdminPassword)
 	wantStatus(t, "login before the reload", status, http.StatusOK, nil)

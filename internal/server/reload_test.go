@@ -163,7 +163,7 @@ func TestReloadSwapsTokenKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return publishWithToken(t, r.client, r.url, tok)
+		return publishWithToken(t, r.running, tok)
 	}
 	if s := publishAs(oldSecret); s != http.StatusOK {
 		t.Fatalf("old token before reload: %d", s)
@@ -228,7 +228,7 @@ func TestReloadRereadsThePublicKeyFile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return publishWithToken(t, r.client, r.url, tok)
+		return publishWithToken(t, r.running, tok)
 	}
 	if s := publishAs(first); s != http.StatusOK {
 		t.Fatalf("first key before rotation: %d", s)
@@ -289,14 +289,8 @@ func TestReloadChangesOriginsAndConnectionRate(t *testing.T) {
 
 // publishWithToken publishes to old:a through the client HTTP API with tok,
 // returning the status.
-func publishWithToken(t *testing.T, client *http.Client, url, tok string) int {
+func publishWithToken(t *testing.T, r *running, tok string) int {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url+"/publish", strings.NewReader(`{"channel":"old:a","data":1}`))
-	req.Header.Set("Authorization", "Bearer "+tok)
-	res, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	return res.StatusCode
+	status, _, _ := r.doAuth(t, http.MethodPost, "/publish", "Bearer "+tok, `{"channel":"old:a","data":1}`)
+	return status
 }

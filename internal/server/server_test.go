@@ -109,12 +109,22 @@ func (r *running) stop(t *testing.T) error {
 
 func (r *running) do(t *testing.T, method, path, key, body string) (int, []byte, http.Header) {
 	t.Helper()
+	authorization := ""
+	if key != "" {
+		authorization = "apikey " + key
+	}
+	return r.doAuth(t, method, path, authorization, body)
+}
+
+// doAuth is do with any Authorization header value ("" for none).
+func (r *running) doAuth(t *testing.T, method, path, authorization, body string) (int, []byte, http.Header) {
+	t.Helper()
 	req, err := http.NewRequest(method, r.url+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if key != "" {
-		req.Header.Set("Authorization", "apikey "+key)
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
 	}
 	res, err := r.client.Do(req)
 	if err != nil {
