@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -124,13 +123,9 @@ func (p *publisher) chooseEndpoint(ctx context.Context) error {
 }
 
 func (p *publisher) post(ctx context.Context, path string, body []byte) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.base+path, bytes.NewReader(body))
+	req, err := newCallRequest(ctx, p.base, path, p.cfg.APIKey, body)
 	if err != nil {
 		return 0, nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if p.cfg.APIKey != "" {
-		req.Header.Set("Authorization", "apikey "+p.cfg.APIKey)
 	}
 	res, err := p.client.Do(req)
 	if err != nil {
