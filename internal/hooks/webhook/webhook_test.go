@@ -335,15 +335,22 @@ func TestFilters(t *testing.T) {
 	}
 }
 
+// downReceiverOutbox starts webhooks holding at most maxEvents, sending to
+// a receiver that is down until the test brings it up.
+func downReceiverOutbox(t *testing.T, maxEvents int) (*receiver, *Webhooks) {
+	t.Helper()
+	r := newReceiver(t, 0)
+	r.down.Store(true)
+	cfg := fastConfig("", Endpoint{URL: r.url(), Secret: testSecret})
+	cfg.MaxEvents = maxEvents
+	return r, startWebhooks(t, cfg)
+}
+
 // Beyond its bound the outbox refuses events, counts them, and tells every
 // endpoint how many it lost, in order, once there is room again: a gap is
 // never silent.
 func TestOverflow(t *testing.T) {
-	r := newReceiver(t, 0)
-	r.down.Store(true)
-	cfg := fastConfig("", Endpoint{URL: r.url(), Secret: testSecret})
-	cfg.MaxEvents = 10
-	w := startWebhooks(t, cfg)
+	r, w := downReceiverOutbox(t, 10)
 	const n = 15
 	for i := range n {
 		w.Emit(publishEvent("ch", uint64(i+1)))
@@ -386,12 +393,8 @@ func TestOverflow(t *testing.T) {
 // A full outbox stays within its bound however many writes refuse events:
 // the overflow event waits for room like any other.
 func TestOverflowKeepsBound(t *testing.T) {
-	r := newReceiver(t, 0)
-	r.down.Store(true)
-	cfg := fastConfig("", Endpoint{URL: r.url(), Secret: testSecret})
-	cfg.MaxEvents = 3
-	w := startWebhooks(t, cfg)
-	const n = 10
+	const maxEvents, n = 3, 10
+	_, w := downReceiverOutbox(t, maxEvents)
 	for i := range n {
 		// One write per event, so each refusal is seen by a later write.
 		w.Emit(publishEvent("ch", uint64(i+1)))
@@ -400,8 +403,8 @@ func TestOverflowKeepsBound(t *testing.T) {
 			return len(w.in) == 0 && st.Depth+int(st.Dropped) >= i+1
 		})
 	}
-	if st := w.Stats(); st.Depth > cfg.MaxEvents || st.Dropped != n-uint64(cfg.MaxEvents) {
-		t.Fatalf("stats %+v with max_events %d after %d events", st, cfg.MaxEvents, n)
+	if st := w.Stats(); st.Depth > maxEvents || st.Dropped != n-maxEvents {
+		t.Fatalf("stats %+v with max_events %d after %d events", st, maxEvents, n)
 	}
 }
 
