@@ -55,12 +55,23 @@ type Fence struct {
 
 // beacon is one poller's socket pair: writes to peer wake the poller, which
 // counts them in Data.
+//
+// At most one ping is in flight. Every barrier needs a ping written after it
+// began, and one in flight may be older, so a barrier that finds one waits
+// for the next, which the poller's echo of the current one writes. Barriers
+// arriving together thus share pings, and the socket's buffer never fills:
+// each 1-byte write takes a whole buffer of the kernel's (about 270 fit in
+// the default send buffer), and a burst of adoptions, such as every long
+// poll of a server answered at its deadline and reopened at once, used to
+// ping faster than a busy poller reads.
 type beacon struct {
 	peer int // our end, non-blocking
 
 	mu   sync.Mutex
 	sent uint64
 	seen uint64
+	// next: a barrier waits for the ping after the one in flight.
+	next bool
 	dead bool
 	// wake is closed and replaced whenever seen or dead changes.
 	wake chan struct{}
@@ -229,19 +240,31 @@ func (f *Fence) barrier(ctx context.Context) error {
 	return nil
 }
 
+// ping returns the number of a ping written after the call began: written
+// now, or, while another is in flight, by the echo of that one.
 func (b *beacon) ping() (uint64, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.dead {
 		return 0, ErrFenceClosed
 	}
+	if b.sent > b.seen {
+		b.next = true
+		return b.sent + 1, nil
+	}
+	if err := b.writeLocked(); err != nil {
+		return 0, err
+	}
+	return b.sent, nil
+}
+
+// writeLocked writes one ping. Caller must hold b.mu.
+func (b *beacon) writeLocked() error {
 	if _, err := syscall.Write(b.peer, []byte{0}); err != nil {
-		// EAGAIN means hundreds of kilobytes of pings went unread: the
-		// poller is not looping.
-		return 0, fmt.Errorf("eventloop: beacon ping: %w", err)
+		return fmt.Errorf("eventloop: beacon ping: %w", err)
 	}
 	b.sent++
-	return b.sent, nil
+	return nil
 }
 
 // await returns once the poller has read seq pings. A later ping read
@@ -278,9 +301,19 @@ func (b *beacon) kill() {
 
 func (b *beacon) echoed(n int) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.seen += uint64(n)
+	if b.next && b.seen >= b.sent && !b.dead {
+		b.next = false
+		if err := b.writeLocked(); err != nil {
+			// Nothing else can wake the barriers waiting for this ping;
+			// they fail as if the engine had stopped, and so does every
+			// later Admit.
+			b.dead = true
+			_ = syscall.Close(b.peer)
+		}
+	}
 	b.notifyLocked()
-	b.mu.Unlock()
 }
 
 // notifyLocked wakes the waiters. Caller must hold b.mu.

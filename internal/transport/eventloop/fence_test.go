@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -138,5 +139,64 @@ func TestFenceKeepsStaleEventsFromNewConnections(t *testing.T) {
 	_ = newCli.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if line, err := bufio.NewReader(newCli).ReadString('\n'); err != nil || line != "alive\n" {
 		t.Fatalf("read %q, %v", line, err)
+	}
+}
+
+// A burst of barriers while a poller is busy must neither fail nor need
+// more than one round of the poller: every adoption after a close runs a
+// barrier, and each barrier used to write a ping of its own, until the
+// beacon's socket buffer was full (a few hundred 1-byte writes) and the
+// adoptions failed with EAGAIN. A server whose long polls were all answered
+// at their deadline and reopened at once lost a third of them that way.
+func TestBarrierBurstWhilePollerBusy(t *testing.T) {
+	l := NewLoop(LoopConfig{Name: "test"})
+	if err := l.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Shutdown(context.Background())
+
+	blockSrv, blockCli := tcpPair(t)
+	blocker, err := l.Adopt(blockSrv, func(error) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	var releaseOnce sync.Once
+	unpark := func() { releaseOnce.Do(func() { close(release) }) }
+	// Registered after Shutdown, so it runs first: a failed test must not
+	// leave the poller parked and the shutdown waiting for it.
+	defer unpark()
+	blocker.nc.OnData(func(*nbio.Conn, []byte) {
+		entered <- struct{}{}
+		<-release
+	})
+	if _, err := blockCli.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+
+	// Far more barriers than the socket buffer holds pings, all begun
+	// while the poller is parked: what each waits for is a ping sent after
+	// it began.
+	b := l.fence.byPoller[blocker.nc.Hash()%len(l.fence.byPoller)]
+	const barriers = 5000
+	seqs := make([]uint64, barriers)
+	for i := range seqs {
+		seq, err := b.ping()
+		if err != nil {
+			t.Fatalf("ping %d of a burst: %v", i+1, err)
+		}
+		seqs[i] = seq
+	}
+	if b.sent > 2 {
+		t.Errorf("%d pings written for one burst; want one in flight and one after it", b.sent)
+	}
+	unpark()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i, seq := range seqs {
+		if err := b.await(ctx, seq); err != nil {
+			t.Fatalf("barrier %d: %v", i+1, err)
+		}
 	}
 }
