@@ -159,6 +159,8 @@ type Node struct {
 	startedAt time.Time
 
 	sessions sessionRegistry
+	// beats keeps the heartbeat deadlines of the bidirectional sessions.
+	beats *beatWheel
 	// published counts publications accepted through Publish and clients.
 	published atomic.Uint64
 	draining  atomic.Bool
@@ -197,6 +199,7 @@ func New(cfg Config) (*Node, error) {
 		done:      make(chan struct{}),
 		rpcSlots:  make(chan struct{}, maxRPCs),
 	}
+	n.beats = newBeatWheel(beatTick(cfg), (*Session).onBeat)
 	n.hub.obs = cfg.Observer
 	n.cluster.init()
 	if cfg.Events != nil {

@@ -82,10 +82,10 @@ type Session struct {
 	// pingQueued: the next Drain starts with a ping. A ping is a flag, not
 	// a queued item, so an idle session's heartbeat needs no queue memory.
 	pingQueued bool
-	// beat is where the heartbeat is; timer fires at its next deadline. One
-	// timer serves the session's whole life, so an idle session costs one.
-	beat  heartbeat
-	timer *time.Timer
+	// beat is where the heartbeat is; beatAt is the tick of its next
+	// deadline on the node's beat wheel (0: none).
+	beat   heartbeat
+	beatAt int64
 	// expiry fires when the token is due for refresh, then when it expires;
 	// refreshAsked tells which. Only sessions whose token expires have one.
 	expiry       *time.Timer
@@ -141,7 +141,9 @@ func (n *Node) NewSession(t Transport, opts SessionOptions) (*Session, error) {
 	}
 	s.setLogUser(opts.Credentials.UserID)
 	if s.bidi {
-		s.timer = time.AfterFunc(n.cfg.ConnectTimeout, s.onTimer)
+		s.mu.Lock()
+		s.rearmLocked(n.cfg.ConnectTimeout)
+		s.mu.Unlock()
 		n.sessions.add(s)
 		return s, nil
 	}
@@ -279,9 +281,8 @@ func (s *Session) Finish() {
 	s.catchingUp = 0
 	s.subs = subscriptionSet{}
 	s.out.reset()
-	if s.timer != nil {
-		s.timer.Stop()
-	}
+	s.n.beats.cancel(s, s.beatAt)
+	s.beatAt = 0
 	if s.expiry != nil {
 		s.expiry.Stop()
 	}
@@ -493,7 +494,7 @@ func (s *Session) connect(ctx context.Context, req protocol.ConnectRequest) (pro
 	}
 	s.state = stateConnected
 	s.beat = beatIdle
-	s.timer.Reset(s.n.cfg.PingInterval)
+	s.rearmLocked(s.n.cfg.PingInterval)
 	lim := s.n.limits()
 	s.limiter = rate.NewLimiter(rate.Limit(lim.CommandRate), lim.CommandBurst)
 	s.armExpiryLocked()
@@ -551,15 +552,25 @@ func (s *Session) authorizationFor(channel string) authorization {
 	return authorization{subscribed: sub != nil && sub.live}
 }
 
-// onTimer advances the heartbeat: it ends a session that did not connect in
-// time, sends pings (refreshing presence, so entries of live clients never
-// expire), and ends a session whose pong did not come.
-func (s *Session) onTimer() {
+// rearmLocked moves the heartbeat's deadline to d from now.
+func (s *Session) rearmLocked(d time.Duration) {
+	s.n.beats.cancel(s, s.beatAt)
+	s.beatAt = s.n.beats.schedule(s, d)
+}
+
+// onBeat advances the heartbeat when its deadline at tick at is reached,
+// on the wheel's goroutine, so it must not block: it
+// ends a session that did not connect in time, sends pings (refreshing
+// presence, so entries of live clients never expire), and ends a session
+// whose pong did not come.
+func (s *Session) onBeat(at int64) {
 	s.mu.Lock()
-	if s.state == stateFinished || s.closing != nil {
+	if s.beatAt != at || s.state == stateFinished || s.closing != nil {
+		// Moved or cancelled since the wheel took it.
 		s.mu.Unlock()
 		return
 	}
+	s.beatAt = 0
 	var present []string
 	switch s.beat {
 	case beatConnecting:
@@ -580,7 +591,7 @@ func (s *Session) onTimer() {
 			}
 		}
 		s.beat = beatAwaitingPong
-		s.timer.Reset(s.n.cfg.PongTimeout)
+		s.rearmLocked(s.n.cfg.PongTimeout)
 		present = s.presentChannelsLocked()
 	case beatAwaitingPong:
 		if s.pongDue {
@@ -591,10 +602,13 @@ func (s *Session) onTimer() {
 		// else since holds no queue memory until it next has something to send.
 		s.releaseIdleQueueLocked()
 		s.beat = beatIdle
-		s.timer.Reset(s.n.cfg.PingInterval - s.n.cfg.PongTimeout)
+		s.rearmLocked(s.n.cfg.PingInterval - s.n.cfg.PongTimeout)
 	}
 	s.mu.Unlock()
-	s.refreshPresence(present)
+	if len(present) > 0 {
+		// Engine I/O; the wheel's other deadlines must not wait for it.
+		go s.refreshPresence(present)
+	}
 }
 
 // ReleaseIdleQueue frees the session's queue memory if nothing is queued.
@@ -618,7 +632,10 @@ func (s *Session) RefreshPresence() {
 	s.mu.Lock()
 	present := s.presentChannelsLocked()
 	s.mu.Unlock()
-	s.refreshPresence(present)
+	if len(present) > 0 {
+		// Engine I/O; the wheel's other deadlines must not wait for it.
+		go s.refreshPresence(present)
+	}
 }
 
 // presentChannelsLocked lists the channels where this session is in
