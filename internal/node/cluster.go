@@ -371,7 +371,7 @@ func (n *Node) localConnections(f ConnectionFilter) ([]ConnectionInfo, bool) {
 			Node:        n.id,
 			Transport:   s.t.Name(),
 			Channels:    channels,
-			ConnectedAt: s.connectedAt,
+			ConnectedAt: time.Unix(0, s.connectedAt),
 		})
 	}
 	return out, false
