@@ -101,6 +101,50 @@ func TestTunerFollowsAllocation(t *testing.T) {
 
 var sink []byte
 
+func heapFree() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/free:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// Once a burst of allocation is over and the percent is back at its floor,
+// the memory the burst used is collected and given back to the operating
+// system, not left to the runtime's slow background return.
+func TestQuietProcessGivesBurstMemoryBack(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	const mib = 1 << 20
+	for range 16 {
+		keep = append(keep, make([]byte, mib))
+	}
+	defer func() { keep = nil }()
+
+	tuner := New(Config{Period: time.Second, Tick: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); tuner.Run(ctx) }()
+	defer func() { cancel(); wg.Wait() }()
+
+	// A burst: 256 MiB held at once, as thousands of requests in flight
+	// hold their buffers, then all dropped together.
+	testkit.WaitFor(t, 10*time.Second, "the percent to rise under the burst", func() bool {
+		burst := make([][]byte, 0, 256)
+		for range 256 {
+			burst = append(burst, make([]byte, mib))
+		}
+		sink = burst[len(burst)-1]
+		return gcPercent() == 100
+	})
+	sink = nil
+	runtime.GC()
+	if free := heapFree(); free < 128*mib {
+		t.Fatalf("only %d MiB free after the burst; the scenario did not happen", free/mib)
+	}
+	testkit.WaitFor(t, 10*time.Second, "the burst's memory to be given back", func() bool {
+		return heapFree() < 32*mib
+	})
+}
+
 func TestNewWithCollectorOff(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	if New(Config{}) != nil {
