@@ -46,23 +46,35 @@ func gcPercent() int {
 // keep is live heap standing in for idle connections' state.
 var keep [][]byte
 
-// The tuner brings the percent down while the process only holds memory,
-// back up as soon as it allocates, and restores the starting percent when
-// it stops.
-func TestTunerFollowsAllocation(t *testing.T) {
-	defer debug.SetGCPercent(debug.SetGCPercent(100))
-	for range 64 {
+// runTuner starts a fast tuner at a starting percent of 100 over liveMiB of
+// live heap, and returns what stops it; the test's cleanup stops it too, and
+// puts back the percent and the heap.
+func runTuner(t *testing.T, liveMiB int) (stop func()) {
+	t.Helper()
+	before := debug.SetGCPercent(100)
+	for range liveMiB {
 		keep = append(keep, make([]byte, 1<<20))
 	}
-	defer func() { keep = nil }()
 	runtime.GC()
-
 	tuner := New(Config{Period: time.Second, Tick: 20 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); tuner.Run(ctx) }()
-	defer func() { cancel(); wg.Wait() }()
+	stop = func() { cancel(); wg.Wait() }
+	t.Cleanup(func() {
+		stop()
+		keep = nil
+		debug.SetGCPercent(before)
+	})
+	return stop
+}
+
+// The tuner brings the percent down while the process only holds memory,
+// back up as soon as it allocates, and restores the starting percent when
+// it stops.
+func TestTunerFollowsAllocation(t *testing.T) {
+	stopTuner := runTuner(t, 64)
 
 	testkit.WaitFor(t, 10*time.Second, "the percent to reach its floor while idle", func() bool {
 		return gcPercent() == 10
@@ -92,8 +104,7 @@ func TestTunerFollowsAllocation(t *testing.T) {
 	close(stop)
 	churn.Wait()
 
-	cancel()
-	wg.Wait()
+	stopTuner()
 	if got := gcPercent(); got != 100 {
 		t.Fatalf("after the tuner stopped the percent is %d, want the starting 100", got)
 	}
@@ -111,19 +122,8 @@ func heapFree() uint64 {
 // the memory the burst used is collected and given back to the operating
 // system, not left to the runtime's slow background return.
 func TestQuietProcessGivesBurstMemoryBack(t *testing.T) {
-	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	const mib = 1 << 20
-	for range 16 {
-		keep = append(keep, make([]byte, mib))
-	}
-	defer func() { keep = nil }()
-
-	tuner := New(Config{Period: time.Second, Tick: 20 * time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); tuner.Run(ctx) }()
-	defer func() { cancel(); wg.Wait() }()
+	runTuner(t, 16)
 
 	// A burst: 256 MiB held at once, as thousands of requests in flight
 	// hold their buffers, then all dropped together.

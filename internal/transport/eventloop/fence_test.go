@@ -48,6 +48,24 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 	return server, client
 }
 
+// parkingConn adopts a connection whose data callback parks its poller:
+// each write to client parks it once, signalling entered, until a receive
+// from release (or its close) lets it go on.
+func parkingConn(t *testing.T, l *Loop) (c *Conn, client net.Conn, entered, release chan struct{}) {
+	t.Helper()
+	server, client := tcpPair(t)
+	c, err := l.Adopt(server, func(error) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, release = make(chan struct{}, 2), make(chan struct{})
+	c.nc.OnData(func(*nbio.Conn, []byte) {
+		entered <- struct{}{}
+		<-release
+	})
+	return c, client, entered, release
+}
+
 // A connection closed from outside the poller while the poller holds its
 // hang-up event must not take down the connection that reuses its
 // descriptor: without the fence, nbio hands it the stale event and closes it
@@ -59,17 +77,8 @@ func TestFenceKeepsStaleEventsFromNewConnections(t *testing.T) {
 	}
 	defer l.Shutdown(context.Background())
 
-	// blocker holds the poller inside its data callback on demand.
-	blockSrv, blockCli := tcpPair(t)
-	blocker, err := l.Adopt(blockSrv, func(error) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	entered, release := make(chan struct{}, 2), make(chan struct{})
-	blocker.nc.OnData(func(*nbio.Conn, []byte) {
-		entered <- struct{}{}
-		<-release
-	})
+	// The blocker holds the poller inside its data callback on demand.
+	_, blockCli, entered, release := parkingConn(t, l)
 
 	oldSrv, oldCli := tcpPair(t)
 	old, err := l.Adopt(oldSrv, func(error) {})
@@ -155,21 +164,12 @@ func TestBarrierBurstWhilePollerBusy(t *testing.T) {
 	}
 	defer l.Shutdown(context.Background())
 
-	blockSrv, blockCli := tcpPair(t)
-	blocker, err := l.Adopt(blockSrv, func(error) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	entered, release := make(chan struct{}, 1), make(chan struct{})
+	blocker, blockCli, entered, release := parkingConn(t, l)
 	var releaseOnce sync.Once
 	unpark := func() { releaseOnce.Do(func() { close(release) }) }
 	// Registered after Shutdown, so it runs first: a failed test must not
 	// leave the poller parked and the shutdown waiting for it.
 	defer unpark()
-	blocker.nc.OnData(func(*nbio.Conn, []byte) {
-		entered <- struct{}{}
-		<-release
-	})
 	if _, err := blockCli.Write([]byte{1}); err != nil {
 		t.Fatal(err)
 	}
