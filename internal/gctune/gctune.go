@@ -16,10 +16,12 @@
 //
 // When the process goes quiet after allocating (the percent falls to its
 // floor), the tuner also collects and returns the free heap to the operating
-// system at once, at most once per Period. A burst leaves hundreds of
-// megabytes free, and the runtime's own scavenger gives them back slowly (64
-// MB in 25 s, measured after 19,000 long polls reopened together), so the
-// process stayed as large as its busiest moment long after it.
+// system at once, at most once per Period: one more mark of the live heap
+// per Period at worst, only when the process alternates between busy and
+// quiet. A burst leaves hundreds of megabytes free, and the runtime's own
+// scavenger gives them back slowly (64 MB in 25 s, measured after 19,000
+// long polls reopened together), so the process stayed as large as its
+// busiest moment long after it.
 package gctune
 
 import (
