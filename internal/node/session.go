@@ -635,10 +635,7 @@ func (s *Session) RefreshPresence() {
 	s.mu.Lock()
 	present := s.presentChannelsLocked()
 	s.mu.Unlock()
-	if len(present) > 0 {
-		// Engine I/O; the wheel's other deadlines must not wait for it.
-		go s.refreshPresence(present)
-	}
+	s.refreshPresence(present)
 }
 
 // presentChannelsLocked lists the channels where this session is in
