@@ -561,11 +561,11 @@ func (s *Session) rearmLocked(d time.Duration) {
 	s.beatAt = s.n.beats.schedule(s, d)
 }
 
-// onBeat advances the heartbeat when its deadline at tick at is reached,
-// on the wheel's goroutine, so it must not block: it
+// onBeat advances the heartbeat when its deadline at tick at is reached: it
 // ends a session that did not connect in time, sends pings (refreshing
 // presence, so entries of live clients never expire), and ends a session
-// whose pong did not come.
+// whose pong did not come. It runs on the wheel's goroutine, so it must not
+// block.
 func (s *Session) onBeat(at int64) {
 	s.mu.Lock()
 	if s.beatAt != at || s.state == stateFinished || s.closing != nil {
